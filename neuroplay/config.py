@@ -1,0 +1,183 @@
+"""Model configurations and the presets (`spec`, `lite`, `tiny`), all in one place.
+
+Every number that sizes a model lives in `VQConfig` or `WMConfig`; the modules read nothing else.
+`spec` is SPEC.md v2.1 verbatim, `lite` is the CPU real-time variant (block-causal attention with a
+KV cache, see `neuroplay/models/world_model.py`), `tiny` is the same code at toy size for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TOKEN_H = 21
+"""Token grid height (84 / 4)."""
+TOKEN_W = 16
+"""Token grid width (64 / 4)."""
+FRAME_H = 84
+"""Preprocessed frame height in pixels."""
+FRAME_W = 64
+"""Preprocessed frame width in pixels."""
+N_ACTIONS = 4
+"""Breakout's minimal action set."""
+ACTION_NAMES = ("NOOP", "FIRE", "RIGHT", "LEFT")
+"""Index -> name, in ALE's order for Breakout."""
+
+
+@dataclass(frozen=True)
+class VQConfig:
+    """VQ-VAE v2.3 (SPEC.md, "Model 1")."""
+
+    in_channels: int = 3
+    """RGB input."""
+    hidden_channels: int = 64
+    """Width of the first conv; the two stride-2 stages use 2x and 4x this unless overridden."""
+    mid_channels: int = 128
+    """Width after the first downsampling (42x32)."""
+    latent_channels: int = 256
+    """Width at the 21x16 bottleneck and codebook embedding dimension."""
+    n_embeddings: int = 32
+    """Codebook size (SPEC v2.3: reduced for Atari)."""
+    n_residual: int = 2
+    """Residual blocks at the bottleneck, in encoder and decoder each."""
+    groups: int = 8
+    """GroupNorm groups."""
+    ema_decay: float = 0.99
+    """EMA decay of the codebook statistics."""
+    ema_update_every: int = 10
+    """Apply the accumulated EMA statistics every this many training batches."""
+    dead_code_every: int = 500
+    """Check for dead codes every this many training batches."""
+    dead_code_threshold: float = 0.01
+    """A code is dead when its share of assignments is under this fraction of the mean share (1/K)."""
+    commitment_beta: float = 0.25
+    """Weight of the commitment loss ||z_e - sg(z_q)||^2."""
+
+
+@dataclass(frozen=True)
+class WMConfig:
+    """Temporal World Model v2.1 (SPEC.md, "Model 2") and its cached `lite` variant."""
+
+    n_vocab: int = 32
+    """VQ-VAE codebook size."""
+    n_actions: int = N_ACTIONS
+    """Breakout: NOOP, FIRE, RIGHT, LEFT."""
+    d_model: int = 256
+    """Transformer hidden dimension."""
+    n_heads: int = 8
+    """Attention heads."""
+    n_layers: int = 10
+    """Transformer layers."""
+    d_ff: int = 1024
+    """Feed-forward width (4x d_model)."""
+    dropout: float = 0.1
+    """Dropout on the residual and feed-forward paths."""
+    attn_dropout: float = 0.0
+    """Dropout on attention probabilities; >0 forces the slow attention kernel on CPU (5-7x)."""
+    token_h: int = TOKEN_H
+    """Token grid height."""
+    token_w: int = TOKEN_W
+    """Token grid width."""
+    max_history: int = 4
+    """Number of past frames the model sees."""
+    film_scale: float = 0.2
+    """FiLM strength: query * (1 + film_scale * tanh(action))."""
+    attention: Literal["full", "block_causal"] = "full"
+    """`full`: SPEC.md (every token sees all 1681); `block_causal`: lite, exact KV caching."""
+    rope_base: float = 100.0
+    """Rotary base over frame time (block_causal only): frequencies base^(-i/half), i < half."""
+    query_from_last_frame: bool = False
+    """Query tokens start from the last frame's token embeddings (a copy prior) instead of a learned one."""
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per frame (336)."""
+        return self.token_h * self.token_w
+
+    @property
+    def seq_len(self) -> int:
+        """Length of one full forward: history frames + action + query block (1681 for spec)."""
+        return self.max_history * self.n_tokens + 1 + self.n_tokens
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pair of model configs plus the training defaults that suit them."""
+
+    name: str
+    """Preset name."""
+    vq: VQConfig
+    """VQ-VAE config."""
+    wm: WMConfig
+    """World-model config."""
+    notes: str = ""
+    """Why this preset exists."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Training-flag defaults that differ from SPEC.md for this preset (documented in the README)."""
+
+
+PRESETS: dict[str, Preset] = {
+    "spec": Preset(
+        name="spec",
+        vq=VQConfig(),
+        wm=WMConfig(),
+        notes="SPEC.md v2.1 exactly: full attention over 1681 tokens; GPU for training and real time.",
+    ),
+    "lite": Preset(
+        name="lite",
+        vq=VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64),
+        wm=WMConfig(
+            d_model=128,
+            n_heads=4,
+            n_layers=4,
+            d_ff=512,
+            attention="block_causal",
+            query_from_last_frame=True,
+        ),
+        notes="CPU real time: block-causal attention + relative time bias (exact KV cache), narrow VQ-VAE.",
+        train={"batch_size": 8, "seq_frames": 12},
+    ),
+    "tiny": Preset(
+        name="tiny",
+        vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
+        wm=WMConfig(
+            d_model=32,
+            n_heads=2,
+            n_layers=2,
+            d_ff=64,
+            dropout=0.0,
+            attention="block_causal",
+            query_from_last_frame=True,
+        ),
+        notes="Toy size for tests: trains in seconds.",
+        train={"batch_size": 8, "seq_frames": 8},
+    ),
+    "tiny-full": Preset(
+        name="tiny-full",
+        vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
+        wm=WMConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0),
+        notes="The spec architecture (full attention) at toy size, for tests.",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset by name with a clear error."""
+    if name not in PRESETS:
+        raise ValueError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A frozen dataclass as a JSON-able dict."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build `cls` from a dict, rejecting unknown keys (a config from another version of the code)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+    return cls(**data)

@@ -1,0 +1,188 @@
+"""`neuroplay train vqvae`: fit the VQ-VAE on frames of the train episodes.
+
+Loss = MSE(recon, frame) + beta * commitment (the codebook itself moves by EMA, see the model). Logged:
+loss, PSNR, codebook perplexity, codes in use, dead-code resets; every `image_every` steps a grid of real
+vs reconstructed frames. Best checkpoint by PSNR on a fixed set of val frames goes to `<run>/vqvae`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neuroplay.checkpoint import save_checkpoint
+from neuroplay.config import get_preset
+from neuroplay.data.datasets import split_episodes
+from neuroplay.data.episodes import Episodes
+from neuroplay.device import resolve_device
+from neuroplay.models.vqvae import VQVAE, to_uint8_image
+from training.common import (
+    RunLogger,
+    autocast,
+    check_finite,
+    image_grid,
+    load_resume,
+    lr_at,
+    progress,
+    save_resume,
+    seed_step,
+    step_generator,
+)
+
+
+@dataclass
+class VQTrainConfig:
+    """Flags of `neuroplay train vqvae`."""
+
+    data: list[str] = field(default_factory=list)
+    """Episode files (.npz) to train on."""
+    preset: str = "lite"
+    """Model preset: spec, lite or tiny."""
+    run_dir: str = "runs/default"
+    """Run folder: checkpoints, logs, TensorBoard."""
+    steps: int = 6000
+    """Optimizer steps."""
+    epochs: float = 0.0
+    """Train this many epochs instead (0: use --steps)."""
+    batch_size: int = 32
+    """Frames per batch."""
+    lr: float = 1e-3
+    """Peak learning rate (Adam)."""
+    warmup: int = 200
+    """Linear warm-up steps."""
+    val_fraction: float = 0.1
+    """Share of episodes held out (episode-based split, seeded)."""
+    val_frames: int = 256
+    """Fixed val frames for PSNR / best checkpoint."""
+    seed: int = 0
+    """Seed of the split, the batches and the init."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    amp: str = "auto"
+    """Mixed precision: auto (bf16 where fast), bf16 or off."""
+    log_every: int = 50
+    """Steps between scalar logs."""
+    eval_every: int = 500
+    """Steps between val PSNR checks (best checkpoint)."""
+    save_every: int = 500
+    """Steps between resumable checkpoints."""
+    image_every: int = 1000
+    """Steps between TensorBoard image grids."""
+    resume: bool = False
+    """Continue the run in run_dir from its last checkpoint."""
+    progress_bar: bool = True
+    """Show a progress bar."""
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (measured on [0, 1])."""
+    mse = F.mse_loss((a.float() + 1) / 2, (b.float() + 1) / 2).item()
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def frame_indices(eps: Episodes, episodes: np.ndarray) -> np.ndarray:
+    """All frame rows belonging to the given episodes."""
+    offs, lens = eps.frame_offsets, eps.episode_lengths
+    return np.concatenate([np.arange(offs[e], offs[e] + lens[e] + 1) for e in episodes])
+
+
+def train_vqvae(cfg: VQTrainConfig) -> Path:
+    """Train, checkpointing into `<run_dir>/vqvae` (best) and `<run_dir>/last/vqvae` (resume)."""
+    device = resolve_device(cfg.device)
+    preset = get_preset(cfg.preset)
+    run = Path(cfg.run_dir)
+    eps = Episodes.concat([Episodes.load(p, mmap=True) for p in cfg.data])
+    train_e, val_e = split_episodes(eps.n_episodes, cfg.val_fraction, cfg.seed)
+    train_rows = frame_indices(eps, train_e)
+    val_rows = frame_indices(eps, val_e if len(val_e) else train_e)
+    pick = np.random.default_rng(cfg.seed).choice(len(val_rows), min(cfg.val_frames, len(val_rows)), replace=False)
+    val_x = torch.from_numpy(np.asarray(eps.frames[np.sort(val_rows[pick])]))
+
+    if cfg.epochs > 0:
+        cfg = replace(cfg, steps=max(1, int(cfg.epochs * len(train_rows) / cfg.batch_size)))
+    torch.manual_seed(cfg.seed)
+    model = VQVAE(preset.vq).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    last_dir, best_dir = run / "last" / "vqvae", run / "vqvae"
+    step, best = 0, None
+    if cfg.resume:
+        step, best = load_resume(last_dir, model, opt)
+    info = {"data": [str(p) for p in cfg.data], "stage": "vqvae"}
+    log = RunLogger(run, "vqvae")
+    bar = progress(cfg.steps, step, "vqvae", cfg.progress_bar)
+    t0, seen = time.time(), 0
+    try:
+        while step < cfg.steps:
+            model.train()
+            seed_step(cfg.seed, step)
+            g = step_generator(cfg.seed, step)
+            idx = torch.randint(0, len(train_rows), (cfg.batch_size,), generator=g).numpy()
+            x = torch.from_numpy(np.asarray(eps.frames[np.sort(train_rows[idx])])).to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+            with autocast(device, cfg.amp):
+                out = model(x)
+                target = VQVAE.to_input(x)
+                rec = F.mse_loss(out.recon.float(), target)
+                loss = rec + preset.vq.commitment_beta * out.commitment_loss
+            check_finite(loss, step, "vqvae", last_dir)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += x.shape[0]
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                q = model.quantizer
+                scalars = {
+                    "loss": loss.item(), "recon_mse": rec.item(), "psnr": 10 * np.log10(4 / max(rec.item(), 1e-12)),
+                    "perplexity": out.perplexity.item(), "codes_used": int((q.ema_count > 1e-3).sum()),
+                    "dead_resets": int(q.n_resets), "frames_per_s": seen / (time.time() - t0),
+                    "lr": opt.param_groups[0]["lr"],
+                }
+                log.scalars(step, scalars)
+                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{scalars['psnr']:.1f}", ppl=f"{scalars['perplexity']:.1f}")
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                val_psnr = evaluate_psnr(model, val_x, device)
+                log.scalars(step, {"val_psnr": val_psnr})
+                if best is None or val_psnr > best:
+                    best = val_psnr
+                    save_checkpoint(best_dir, model, preset.name, {**info, "step": step, "metrics": {"val_psnr": val_psnr}})
+            if step % cfg.image_every == 0:
+                model.eval()
+                with torch.no_grad():
+                    rec_img = to_uint8_image(model(val_x[:8].to(device)).recon.cpu())
+                log.image(step, "real_vs_recon", image_grid([val_x[:8], rec_img]))
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save_resume(last_dir, model, preset.name, opt, step, best, cfg, info)
+    except KeyboardInterrupt:
+        save_resume(last_dir, model, preset.name, opt, step, best, cfg, info)
+        bar.close()
+        print(f"\nvqvae: interrupted at step {step}; saved {last_dir} (continue with --resume)")
+        raise
+    finally:
+        bar.close()
+        log.close()
+    if not (best_dir / "model.safetensors").exists():
+        save_checkpoint(best_dir, model, preset.name, {**info, "step": step})
+    return best_dir
+
+
+@torch.no_grad()
+def evaluate_psnr(model: VQVAE, frames: torch.Tensor, device: torch.device, batch: int = 64) -> float:
+    """Aggregate PSNR of reconstructions (decode(encode(x))) over uint8 frames."""
+    model.eval()
+    se, n = 0.0, 0
+    for i in range(0, len(frames), batch):
+        x = frames[i : i + batch].to(device)
+        rec = model.decode(model.encode(x)).float()
+        t = VQVAE.to_input(x)
+        se += ((rec - t) / 2).pow(2).sum().item()
+        n += t.numel()
+    mse = se / max(n, 1)
+    return float("inf") if mse == 0 else float(10 * np.log10(1 / mse))

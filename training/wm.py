@@ -1,0 +1,273 @@
+"""`neuroplay train wm`: the world-model objective of SPEC.md v2.1, on cached tokens.
+
+Each step is, by a seeded coin with P(rollout) = rollout_ratio:
+- a standard batch: weighted CE of one step. For `spec` (full attention) that is B samples of
+  (4-frame history, action, next frame). For block-causal presets (`lite`, `tiny`) it is B clips of
+  `seq_frames` consecutive frames trained in one pass under the play-time mask, a target for every frame
+  (the issue's "train it the way it runs"; ~10x cheaper per target on a CPU);
+- a K-step open-loop rollout: from a 4-frame history, K recorded actions; loss sum_k discount^k *
+  weighted_CE(logits_k, target_k) / sum_k discount^k; the next history frame is the ground truth with
+  probability `teacher_forcing` (per sample), else the argmax prediction; the history is rolled.
+Per-token hybrid importance weights (`training/importance.py`) weight every CE.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuroplay.checkpoint import load_checkpoint, save_checkpoint
+from neuroplay.config import get_preset
+from neuroplay.device import resolve_device
+from neuroplay.models.world_model import TemporalWorldModel
+from training.common import (
+    RunLogger,
+    autocast,
+    check_finite,
+    init_distributed,
+    load_resume,
+    lr_at,
+    progress,
+    save_resume,
+    seed_step,
+    step_generator,
+)
+from training.importance import ImportanceConfig, code_distances, importance_weights, weighted_ce
+from training.wm_data import TokenSampler
+
+
+@dataclass
+class WMTrainConfig:
+    """Flags of `neuroplay train wm` (SPEC.md values as defaults)."""
+
+    data: list[str] = field(default_factory=list)
+    """Token files (.npz from `neuroplay train tokenize`)."""
+    preset: str = "lite"
+    """Model preset: spec, lite or tiny."""
+    run_dir: str = "runs/default"
+    """Run folder: checkpoints, logs, TensorBoard."""
+    vq_checkpoint: str = ""
+    """VQ-VAE folder used for codebook distances and image logs (default: <run_dir>/vqvae)."""
+    steps: int = 20000
+    """Optimizer steps."""
+    epochs: float = 0.0
+    """Train this many epochs instead (0: use --steps)."""
+    batch_size: int = 8
+    """Samples (or clips) per batch."""
+    lr: float = 5e-4
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    warmup: int = 500
+    """Linear warm-up steps."""
+    rollout_steps: int = 5
+    """K of the K-step unroll."""
+    rollout_ratio: float = 0.5
+    """Share of batches that are K-step rollouts."""
+    teacher_forcing: float = 0.1
+    """Probability that the next history frame is the ground truth in a rollout."""
+    step_discount: float = 0.7
+    """Discount of future rollout steps."""
+    motion_scale: float = 2.0
+    """Importance: embedding-distance motion."""
+    eventness_scale: float = 2.0
+    """Importance: spike detection."""
+    persistence_scale: float = 1.0
+    """Importance: multi-frame motion."""
+    max_ratio: float = 6.0
+    """Importance: cap of the 95th percentile over the median."""
+    seq_frames: int = 12
+    """Frames per clip in block-causal sequence batches."""
+    expert_weight: float = 5.0
+    """Sampling weight of human episodes."""
+    val_fraction: float = 0.1
+    """Share of episodes held out (episode-based, seeded)."""
+    val_samples: int = 500
+    """Fixed val samples of the canary check."""
+    seed: int = 0
+    """Seed of the split, batches, coins and init."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    amp: str = "auto"
+    """Mixed precision: auto (bf16 where fast), bf16 or off."""
+    compile: bool = False
+    """torch.compile the model (slow start-up)."""
+    log_every: int = 25
+    """Steps between scalar logs."""
+    eval_every: int = 500
+    """Steps between canary checks (best checkpoint); also once per epoch."""
+    save_every: int = 250
+    """Steps between resumable checkpoints."""
+    image_every: int = 1000
+    """Steps between real-vs-rollout image grids."""
+    resume: bool = False
+    """Continue the run in run_dir from its last checkpoint."""
+    progress_bar: bool = True
+    """Show a progress bar."""
+
+
+def rollout_loss(
+    model: torch.nn.Module, hist: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
+    dist: torch.Tensor, imp: ImportanceConfig, cfg: WMTrainConfig, g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K-step open-loop unroll; returns (loss, accuracy of step 1)."""
+    total, norm, acc1 = 0.0, 0.0, torch.zeros(())
+    for k in range(actions.shape[1]):
+        logits = model(hist, actions[:, k]).logits  # (B, 336, V)
+        target = targets[:, k]
+        w = importance_weights(hist, target, dist, imp)
+        disc = cfg.step_discount ** (k + 1)
+        total = total + disc * weighted_ce(logits, target, w)
+        norm += disc
+        pred = logits.argmax(-1)
+        if k == 0:
+            acc1 = (pred == target).float().mean()
+        tf = torch.rand(hist.shape[0], generator=g) < cfg.teacher_forcing
+        nxt = torch.where(tf.to(hist.device)[:, None], target, pred)
+        hist = torch.cat([hist[:, 1:], nxt[:, None]], 1)  # roll: (B, 4, 336)
+    return total / norm, acc1
+
+
+def sequence_loss(
+    model: torch.nn.Module, frames: torch.Tensor, actions: torch.Tensor, dist: torch.Tensor,
+    imp: ImportanceConfig, w: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced block-causal pass over clips (B, n, 336); returns (loss, accuracy)."""
+    n = frames.shape[1]
+    logits = model(frames, actions, sequence=True).logits  # (B, n-1, 336, V)
+    idx = (torch.arange(n - 1)[:, None] - (w - 1) + torch.arange(w)).clamp(min=0)  # (n-1, w)
+    hist = frames[:, idx.to(frames.device)]  # (B, n-1, w, 336), early steps padded with frame 0
+    target = frames[:, 1:]
+    weights = importance_weights(hist, target, dist, imp)
+    acc = (logits.argmax(-1) == target).float().mean()
+    return weighted_ce(logits, target, weights), acc
+
+
+@torch.no_grad()
+def canary(model: TemporalWorldModel, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """1-step val figures beside copy-last: loss, token acc, acc on tokens that change."""
+    model.eval()
+    hist, action, target = (batch[k].to(device) for k in ("history", "action", "target"))
+    logits = torch.cat([model(hist[i : i + 32], action[i : i + 32]).logits for i in range(0, len(hist), 32)])
+    pred, last = logits.argmax(-1), hist[:, -1]
+    changed = target != last
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
+    return {
+        "val_loss": loss.item(),
+        "val_acc": (pred == target).float().mean().item(),
+        "copy_last_acc": (last == target).float().mean().item(),
+        "changed_token_acc": (pred == target)[changed].float().mean().item() if changed.any() else 1.0,
+    }
+
+
+def train_wm(cfg: WMTrainConfig) -> Path:
+    """Train, checkpointing into `<run_dir>/wm` (best canary) and `<run_dir>/last/wm` (resume)."""
+    device = resolve_device(cfg.device)
+    dist_info = init_distributed(device)
+    if dist_info.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    preset = get_preset(cfg.preset)
+    run = Path(cfg.run_dir)
+    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.seed, cfg.expert_weight)
+    vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
+    vq = load_checkpoint(vq_dir, "vqvae")[0] if (vq_dir / "config.json").exists() else None
+    if vq is not None:
+        dist = code_distances(vq.quantizer.embedding).to(device)
+    else:  # no VQ at hand: every code change counts the same
+        dist = (1 - torch.eye(preset.wm.n_vocab)).to(device)
+    imp = ImportanceConfig(cfg.motion_scale, cfg.eventness_scale, cfg.persistence_scale, cfg.max_ratio)
+
+    epoch_steps = max(1, data.n_train_transitions // (cfg.batch_size * dist_info.world))
+    if cfg.epochs > 0:
+        cfg = replace(cfg, steps=max(1, int(cfg.epochs * epoch_steps)))
+    torch.manual_seed(cfg.seed)
+    model = TemporalWorldModel(preset.wm).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n and "bias" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n and "bias" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    last_dir, best_dir = run / "last" / "wm", run / "wm"
+    step, best = 0, None
+    if cfg.resume:
+        step, best = load_resume(last_dir, model, opt)
+    net: Any = model
+    if dist_info.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    info = {"data": [str(p) for p in cfg.data], "stage": "wm", "vq_sha256": data.vq_sha256}
+    val = data.val_batch(cfg.val_samples, cfg.seed)
+    val_roll = data.rollout_batch(1, cfg.rollout_steps, torch.Generator().manual_seed(cfg.seed), split="val")
+    main = dist_info.main
+    log = RunLogger(run, "wm", enabled=main)
+    bar = progress(cfg.steps, step, "wm", cfg.progress_bar and main)
+    t0, tokens_seen, w = time.time(), 0, preset.wm.max_history
+    try:
+        while step < cfg.steps:
+            model.train()
+            seed_step(cfg.seed, step, dist_info.rank)
+            g = step_generator(cfg.seed, step, dist_info.rank)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+            is_rollout = torch.rand((), generator=g).item() < cfg.rollout_ratio
+            with autocast(device, cfg.amp):
+                if is_rollout:
+                    b = data.rollout_batch(cfg.batch_size, cfg.rollout_steps, g)
+                    loss, acc = rollout_loss(net, b["history"].to(device), b["actions"].to(device),
+                                             b["targets"].to(device), dist, imp, cfg, g)
+                    n_targets = cfg.batch_size * cfg.rollout_steps
+                elif model.block_causal:
+                    b = data.sequence_batch(cfg.batch_size, cfg.seq_frames, g)
+                    loss, acc = sequence_loss(net, b["frames"].to(device), b["actions"].to(device), dist, imp, w)
+                    n_targets = cfg.batch_size * (cfg.seq_frames - 1)
+                else:
+                    b = data.rollout_batch(cfg.batch_size, 1, g)
+                    hist, target = b["history"].to(device), b["targets"][:, 0].to(device)
+                    logits = net(hist, b["actions"][:, 0].to(device)).logits
+                    loss = weighted_ce(logits, target, importance_weights(hist, target, dist, imp))
+                    acc = (logits.argmax(-1) == target).float().mean()
+                    n_targets = cfg.batch_size
+            check_finite(loss, step, "wm", last_dir)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            tokens_seen += n_targets * preset.wm.n_tokens * dist_info.world
+            bar.update(1)
+            if main and (step % cfg.log_every == 0 or step == cfg.steps):
+                tps = tokens_seen / (time.time() - t0)
+                log.scalars(step, {"loss": loss.item(), "train_acc": acc.item(), "grad_norm": float(gnorm),
+                                   "rollout": float(is_rollout), "tokens_per_s": tps, "lr": opt.param_groups[0]["lr"]})
+                bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.4f}", tok_s=f"{tps:.0f}")
+            if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or step == cfg.steps):
+                m = canary(model, val, device)
+                log.scalars(step, m)
+                bar.write(f"wm step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+                if best is None or m["val_loss"] < best:
+                    best = m["val_loss"]
+                    save_checkpoint(best_dir, model, preset.name, {**info, "step": step, "metrics": m})
+            if main and vq is not None and step % cfg.image_every == 0:
+                from training.wm_images import rollout_grid
+
+                log.image(step, "real_vs_rollout", rollout_grid(model, vq, val_roll, device))
+            if main and (step % cfg.save_every == 0 or step == cfg.steps):
+                save_resume(last_dir, model, preset.name, opt, step, best, cfg, info)
+    except KeyboardInterrupt:
+        if main:
+            save_resume(last_dir, model, preset.name, opt, step, best, cfg, info)
+            bar.close()
+            print(f"\nwm: interrupted at step {step}; saved {last_dir} (continue with --resume)")
+        raise
+    finally:
+        bar.close()
+        log.close()
+    if main and not (best_dir / "model.safetensors").exists():
+        save_checkpoint(best_dir, model, preset.name, {**info, "step": step})
+    return best_dir

@@ -1,0 +1,117 @@
+"""Batches for world-model training, gathered straight from the uint8 token array.
+
+The per-item `torch.utils.data.Dataset` views live in `neuroplay.data.datasets`; training draws whole
+batches with one fancy-index per batch instead (no worker processes, no per-item Python), from RNGs
+seeded per step so that a resumed run draws exactly the batches the uninterrupted run drew. Windows never
+cross an episode boundary; a history that reaches before an episode's first frame repeats that frame.
+Human episodes are drawn `expert_weight` times as often (SPEC.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuroplay.data.datasets import split_episodes
+from neuroplay.data.episodes import DatasetError, Episodes
+
+
+@dataclass
+class _Starts:
+    """Valid start frames (global rows) with their episode's first row and sampling weights."""
+
+    rows: np.ndarray
+    first: np.ndarray
+    trans: np.ndarray
+    weights: torch.Tensor
+
+
+class TokenSampler:
+    """Token episodes split into train/val, with batch makers for each kind of world-model batch."""
+
+    def __init__(self, eps: Episodes, val_fraction: float, seed: int, expert_weight: float) -> None:
+        if eps.tokens is None:
+            raise DatasetError("world-model training needs token files (run `neuroplay train tokenize`)")
+        self.eps = eps
+        self.tokens = np.asarray(eps.tokens).reshape(len(eps.tokens), -1)  # (M, 336) uint8
+        self.train_e, self.val_e = split_episodes(eps.n_episodes, val_fraction, seed)
+        if len(self.val_e) == 0:
+            self.val_e = self.train_e
+        self.expert_weight = expert_weight
+        self.vq_sha256 = str(eps.meta.get("vq_checkpoint_hash", ""))
+        self._cache: dict[tuple[str, int], _Starts] = {}
+
+    @classmethod
+    def from_files(cls, paths: list[str], val_fraction: float, seed: int, expert_weight: float) -> TokenSampler:
+        if not paths:
+            raise DatasetError("--data: no token file given")
+        eps = Episodes.concat([Episodes.load(p) for p in paths])
+        return cls(eps, val_fraction, seed, expert_weight)
+
+    @property
+    def n_train_transitions(self) -> int:
+        return int(self.eps.episode_lengths[self.train_e].sum())
+
+    def _starts(self, split: str, span: int) -> _Starts:
+        """Frames t from which `span` more frames exist in the same episode."""
+        key = (split, span)
+        if key not in self._cache:
+            episodes = self.train_e if split == "train" else self.val_e
+            rows, first, trans, w = [], [], [], []
+            for e in episodes:
+                n = int(self.eps.episode_lengths[e])
+                if n < span:
+                    continue
+                f0, a0 = int(self.eps.frame_offsets[e]), int(self.eps.transition_offsets[e])
+                t = np.arange(n - span + 1)
+                rows.append(f0 + t)
+                first.append(np.full_like(t, f0))
+                trans.append(a0 + t)
+                wt = self.expert_weight if self.eps.sources[e] == "human" else 1.0
+                w.append(np.full(len(t), wt))
+            if not rows:
+                raise DatasetError(f"no {split} episode is long enough for windows of {span} steps")
+            self._cache[key] = _Starts(np.concatenate(rows), np.concatenate(first), np.concatenate(trans),
+                                       torch.from_numpy(np.concatenate(w)))
+        return self._cache[key]
+
+    def _pick(self, starts: _Starts, b: int, g: torch.Generator) -> np.ndarray:
+        return torch.multinomial(starts.weights, b, replacement=True, generator=g).numpy()
+
+    def _history(self, rows: np.ndarray, first: np.ndarray, w: int = 4) -> torch.Tensor:
+        """Frames t-w+1..t, clamped at the episode's first frame: (B, w, 336) long."""
+        idx = np.maximum(rows[:, None] - (w - 1) + np.arange(w), first[:, None])
+        return torch.from_numpy(self.tokens[idx].astype(np.int64))
+
+    def rollout_batch(self, b: int, k: int, g: torch.Generator, split: str = "train") -> dict[str, torch.Tensor]:
+        """history (B, 4, 336), actions (B, K), targets (B, K, 336): a K-step window."""
+        s = self._starts(split, k)
+        i = self._pick(s, b, g)
+        rows, first, trans = s.rows[i], s.first[i], s.trans[i]
+        acts = self.eps.actions[trans[:, None] + np.arange(k)].astype(np.int64)
+        tgt = self.tokens[rows[:, None] + 1 + np.arange(k)].astype(np.int64)
+        return {"history": self._history(rows, first), "actions": torch.from_numpy(acts),
+                "targets": torch.from_numpy(tgt)}
+
+    def sequence_batch(self, b: int, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """frames (B, n, 336) and actions (B, n-1) of clips inside one episode."""
+        s = self._starts("train", n - 1)
+        i = self._pick(s, b, g)
+        rows, trans = s.rows[i], s.trans[i]
+        frames = self.tokens[rows[:, None] + np.arange(n)].astype(np.int64)
+        acts = self.eps.actions[trans[:, None] + np.arange(n - 1)].astype(np.int64)
+        return {"frames": torch.from_numpy(frames), "actions": torch.from_numpy(acts)}
+
+    def val_batch(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """A fixed set of 1-step val samples (history, action, target) with a full 4-frame history."""
+        s = self._starts("val", 1)
+        ok = np.nonzero(s.rows - s.first >= 3)[0]
+        if len(ok) == 0:
+            ok = np.arange(len(s.rows))
+        i = np.sort(np.random.default_rng(seed).choice(ok, min(n, len(ok)), replace=False))
+        rows, first, trans = s.rows[i], s.first[i], s.trans[i]
+        return {"history": self._history(rows, first),
+                "action": torch.from_numpy(self.eps.actions[trans].astype(np.int64)),
+                "target": torch.from_numpy(self.tokens[rows + 1].astype(np.int64))}

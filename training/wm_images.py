@@ -1,0 +1,26 @@
+"""Image logs of world-model training: real frames above open-loop rollouts, decoded."""
+
+from __future__ import annotations
+
+import torch
+
+from neuroplay.models.vqvae import VQVAE, to_uint8_image
+from neuroplay.models.world_model import TemporalWorldModel
+from training.common import image_grid
+
+
+@torch.no_grad()
+def rollout_grid(
+    model: TemporalWorldModel, vq: VQVAE, batch: dict[str, torch.Tensor], device: torch.device
+) -> torch.Tensor:
+    """(2H, K*W, 3) uint8: the real K frames of a val window above the model's K-step dream of them."""
+    model.eval()
+    hist = batch["history"][:1].to(device)  # (1, 4, 336)
+    actions = batch["actions"][:1].to(device)  # (1, K)
+    dream = []
+    for k in range(actions.shape[1]):
+        nxt = model.predict_next(hist, actions[:, k])
+        dream.append(nxt)
+        hist = torch.cat([hist[:, 1:], nxt[:, None]], 1)  # roll: (1, 4, 336)
+    real = batch["targets"][0].to(device)  # (K, 336)
+    return image_grid([to_uint8_image(vq.decode(real).cpu()), to_uint8_image(vq.decode(torch.cat(dream)).cpu())])
