@@ -29,7 +29,9 @@ COMMANDS: list[tuple[str, str, str, str]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (`only`) one with just that subcommand: `neuroplay data info` need not
+    import torch or pygame to parse its flags."""
     from neuroplay import __version__
 
     parser = argparse.ArgumentParser(
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroplay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, adder, _ in COMMANDS:
+        if only is not None and name != only:
+            continue
         getattr(importlib.import_module(module), adder)(sub)
         assert name in sub.choices, f"{module}.{adder} did not register {name}"
     return parser
@@ -61,7 +65,10 @@ def error_types() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = {name for name, *_ in COMMANDS}
+    parser = build_parser(first if first in known else None)
     args = parser.parse_args(argv)
     try:
         return int(runner_for(args.command)(args) or 0)

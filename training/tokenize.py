@@ -43,7 +43,7 @@ def encode_frames(vq: torch.nn.Module, frames: np.ndarray, device: torch.device,
     """uint8 frames (M, 84, 64, 3) -> uint8 tokens (M, 21, 16)."""
     out = np.empty((len(frames), 21, 16), np.uint8)
     for i in range(0, len(frames), batch):
-        x = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch])).to(device)
+        x = torch.from_numpy(np.array(frames[i : i + batch])).to(device)
         out[i : i + batch] = vq.encode(x).cpu().numpy().astype(np.uint8)
     return out
 

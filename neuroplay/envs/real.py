@@ -1,0 +1,116 @@
+"""The real game: ALE Breakout with the project's preprocessing, behind the same `reset`/`step` as the dream.
+
+Preprocessing (SPEC.md): RGB 210x160, frameskip 4, max over the last 2 raw frames (Atari sprites
+flicker), resize to 84 high x 64 wide with `cv2.INTER_AREA`, uint8. Bulk collection uses ALE's C++
+`AtariVectorEnv`, which does the same; a test checks the two agree pixel for pixel. This single-env
+version is the reference, the game's "real" mode, and what the alignment test replays actions in.
+No sticky actions: the action stored is the action executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from neuroplay.config import FRAME_H, FRAME_W
+
+GAME = "breakout"
+MAX_EPISODE_STEPS = 27_000  # ALE's default 108k emulator frames / frameskip 4
+
+
+@dataclass
+class EnvStep:
+    """What `step` returns, for the real game and the dream alike."""
+
+    frame: np.ndarray
+    """(84, 64, 3) uint8 observation after the action."""
+    reward: float = 0.0
+    done: bool = False
+    """Game over or time limit (the next `step` needs a `reset`)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def preprocess(raw_a: np.ndarray, raw_b: np.ndarray | None = None) -> np.ndarray:
+    """Max-pool two raw (210, 160, 3) frames and area-resize to (84, 64, 3) uint8."""
+    x = raw_a if raw_b is None else np.maximum(raw_a, raw_b)
+    return cv2.resize(x, (FRAME_W, FRAME_H), interpolation=cv2.INTER_AREA)
+
+
+def rom_path() -> str:
+    """Breakout's ROM as shipped inside ale-py (nothing is downloaded)."""
+    from ale_py import roms
+
+    try:
+        return str(roms.get_rom_path(GAME))
+    except Exception as e:  # noqa: BLE001 - ale-py raises various types across versions
+        raise RuntimeError(f"the Breakout ROM is missing from ale-py ({e}); reinstall ale-py") from e
+
+
+class RealEnv:
+    """One ALE Breakout emulator with the dataset's preprocessing and 4 actions (NOOP, FIRE, RIGHT, LEFT)."""
+
+    def __init__(self, seed: int = 0, frameskip: int = 4, max_steps: int = MAX_EPISODE_STEPS) -> None:
+        from ale_py import ALEInterface, LoggerMode
+
+        ALEInterface.setLoggerMode(LoggerMode.Error)
+        self.ale = ALEInterface()
+        self.ale.setInt("random_seed", int(seed))
+        self.ale.setFloat("repeat_action_probability", 0.0)
+        self.ale.setInt("frame_skip", 1)
+        self.ale.loadROM(rom_path())
+        self.actions = list(self.ale.getMinimalActionSet())
+        assert len(self.actions) == 4, self.actions
+        self.frameskip, self.max_steps = frameskip, max_steps
+        self.t = 0
+        self.frame: np.ndarray | None = None
+        self._pool: list[np.ndarray] = []
+
+    @property
+    def lives(self) -> int:
+        return int(self.ale.lives())
+
+    @property
+    def ram(self) -> np.ndarray:
+        return self.ale.getRAM()
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        if seed is not None:
+            self.ale.setInt("random_seed", int(seed))
+            self.ale.loadROM(rom_path())
+        self.ale.reset_game()
+        self.t = 0
+        screen = self.ale.getScreenRGB()
+        self._pool = [screen, screen]
+        self.frame = preprocess(screen)
+        return self.frame
+
+    def step(self, action: int) -> EnvStep:
+        if self.frame is None:
+            raise RuntimeError("call reset() before step()")
+        if not 0 <= int(action) < 4:
+            raise ValueError(f"action must be 0..3, got {action}")
+        reward = 0.0
+        a = self.actions[int(action)]
+        for i in range(self.frameskip):
+            reward += self.ale.act(a)
+            if self.ale.game_over():  # the game-over screen is never pooled: AtariVectorEnv keeps
+                break  # the pool of the frames before it, and the reference must match it bit for bit
+            if i >= self.frameskip - 2:
+                self._pool[i - self.frameskip + 2] = self.ale.getScreenRGB()
+        self.frame = preprocess(self._pool[0], self._pool[1])
+        self.t += 1
+        over = self.ale.game_over()
+        done = over or self.t >= self.max_steps
+        return EnvStep(self.frame, float(reward), bool(done),
+                       {"lives": self.lives, "t": self.t, "game_over": over, "truncated": done and not over})
+
+    def clone_state(self) -> Any:
+        return self.ale.cloneState(), self.t, self.frame, list(self._pool)
+
+    def restore_state(self, state: Any) -> None:
+        s, self.t, self.frame, pool = state
+        self._pool = list(pool)
+        self.ale.restoreState(s)
