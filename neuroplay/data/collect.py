@@ -63,7 +63,7 @@ class CollectConfig:
     seed: int = 0
     """Seed of emulators and policies."""
     max_steps: int = MAX_EPISODE_STEPS
-    """Cut an episode after this many steps (truncation; ALE's default is 27000)."""
+    """Cut an episode after this many steps (ALE's default 27000); the cut episode keeps max_steps - 1."""
     chunk_frames: int = 50_000
     """Write finished episodes to a part file every this many transitions."""
     progress_bar: bool = True
@@ -152,14 +152,15 @@ def collect(cfg: CollectConfig) -> Episodes:
                     resetting[i] = False
                     continue
                 end = bool(term[i] or trunc[i])
-                s.actions.append(int(actions[i]))
-                s.rewards.append(float(rew[i]))
-                s.dones.append(end)
-                s.frames.append(obs[i, 0].copy())
-                done_transitions += 1
-                pending += 1
-                if cfg.frames:
-                    bar.update(1)
+                if not (trunc[i] and not term[i]):  # a time-limit frame is pooled unlike RealEnv's:
+                    s.actions.append(int(actions[i]))  # drop it, so every stored frame replays exactly
+                    s.rewards.append(float(rew[i]))
+                    s.dones.append(bool(term[i]))
+                    s.frames.append(obs[i, 0].copy())
+                    done_transitions += 1
+                    pending += 1
+                    if cfg.frames:
+                        bar.update(1)
                 if end:
                     finished.append(s.to_episodes(meta))
                     done_episodes += 1

@@ -51,7 +51,7 @@ class Episodes:
     rewards: np.ndarray
     """(T,) float32."""
     dones: np.ndarray
-    """(T,) bool: the episode ended with this transition (game over or time limit)."""
+    """(T,) bool: the game ended with this transition (game over); False at the end of a cut episode."""
     episode_lengths: np.ndarray
     """(E,) int64: transitions per episode; episode e has episode_lengths[e] + 1 frames."""
     sources: list[str]
@@ -220,8 +220,10 @@ class Episodes:
                 images = _map_member(path, zf, big) if mmap else None
                 if images is None:
                     images = _read_member(zf, big)
-        except DatasetError:
-            raise
+        except DatasetError as e:
+            if str(path) in str(e):
+                raise
+            raise DatasetError(f"{path}: {e}") from e
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
             raise DatasetError(f"{path}: corrupt or truncated file ({e.__class__.__name__}: {e})") from e
         try:

@@ -96,10 +96,10 @@ class RealEnv:
         a = self.actions[int(action)]
         for i in range(self.frameskip):
             reward += self.ale.act(a)
-            if self.ale.game_over():  # the game-over screen is never pooled: AtariVectorEnv keeps
-                break  # the pool of the frames before it, and the reference must match it bit for bit
-            if i >= self.frameskip - 2:
-                self._pool[i - self.frameskip + 2] = self.ale.getScreenRGB()
+            if self.ale.game_over():
+                break  # the game-over emulator frame is never pooled (AtariVectorEnv semantics)
+            if i >= self.frameskip - 2:  # the two pooled frames go to slots that alternate by step parity
+                self._pool[(self.t + i) % 2] = self.ale.getScreenRGB()
         self.frame = preprocess(self._pool[0], self._pool[1])
         self.t += 1
         over = self.ale.game_over()

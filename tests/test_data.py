@@ -1,0 +1,213 @@
+"""The dataset format, the collector and the sample windows, on real ALE Breakout frames."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroplay.cli import main as cli
+from neuroplay.data.collect import CollectConfig, collect, make_vector_env
+from neuroplay.data.datasets import RolloutDataset, split_episodes
+from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.envs.real import RealEnv
+
+
+def replay(eps: Episodes, e: int) -> list[np.ndarray]:
+    """Replay episode e's stored actions in a fresh reference emulator; its frames."""
+    ep = eps.episode(e)
+    env = RealEnv(seed=0)
+    frames = [env.reset()]
+    frames += [env.step(int(a)).frame for a in ep.actions]
+    return frames
+
+
+def test_vector_env_matches_reference_preprocessing() -> None:
+    """AtariVectorEnv (C++ max-pool + INTER_AREA) == RealEnv (numpy max + cv2.INTER_AREA), pixel for pixel."""
+    env = make_vector_env(2, max_steps=1000)
+    obs, _ = env.reset(seed=0)
+    refs = [RealEnv(seed=0), RealEnv(seed=1)]
+    for i, r in enumerate(refs):
+        assert np.array_equal(obs[i, 0], r.reset())
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        a = rng.integers(0, 4, size=2)
+        obs, _, term, trunc, _ = env.step(a)
+        for i, r in enumerate(refs):
+            s = r.step(int(a[i]))
+            assert s.done == bool(term[i] or trunc[i])
+            assert np.array_equal(obs[i, 0], s.frame)
+    env.close()
+
+
+def test_collected_episodes_replay_bit_for_bit(tmp_path: Path) -> None:
+    out = tmp_path / "c.npz"
+    eps = collect(CollectConfig(out=str(out), frames=400, envs=3, policy="mix", max_steps=90, seed=3,
+                                progress_bar=False))
+    loaded = Episodes.load(out)
+    assert loaded.n_transitions == eps.n_transitions >= 400
+    assert loaded.meta["preprocessing"]["frameskip"] == 4
+    for e in range(loaded.n_episodes):
+        ep = loaded.episode(e)
+        frames = replay(loaded, e)
+        assert len(ep.actions) <= 89  # time-limit cuts drop their last frame
+        for t in range(len(frames)):
+            assert np.array_equal(frames[t], ep.frames[t]), f"episode {e} frame {t} differs"
+    # no frame of one episode is glued to the next: every episode starts at the reset screen
+    first = RealEnv().reset()
+    assert all(np.array_equal(loaded.episode(e).frames[0], first) for e in range(loaded.n_episodes))
+
+
+def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuroplay.envs import breakout
+
+    calls = {"n": 0}
+    orig = breakout.RandomPolicy.act
+
+    def act(self, frame=None):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] > 700:
+            raise KeyboardInterrupt
+        return orig(self, frame)
+
+    monkeypatch.setattr(breakout.RandomPolicy, "act", act)
+    out = tmp_path / "int.npz"
+    with pytest.raises(KeyboardInterrupt):
+        collect(CollectConfig(out=str(out), episodes=50, envs=2, policy="random", max_steps=100, chunk_frames=150,
+                              progress_bar=False))
+    eps = Episodes.load(out)
+    assert eps.n_transitions >= 600  # finished episodes and the two under way
+    assert not list(tmp_path.glob("*.part-*"))  # parts were merged and removed
+
+
+def small_episodes(n: int = 3, length: int = 10) -> Episodes:
+    rng = np.random.default_rng(0)
+    lens = np.full(n, length, np.int64)
+    return Episodes(
+        frames=rng.integers(0, 255, (n * (length + 1), 84, 64, 3), dtype=np.uint8), tokens=None,
+        actions=rng.integers(0, 4, n * length).astype(np.uint8), rewards=np.zeros(n * length, np.float32),
+        dones=np.zeros(n * length, bool), episode_lengths=lens, sources=["random"] * n, meta={"x": 1},
+    )
+
+
+def test_save_load_round_trip_and_mmap(tmp_path: Path) -> None:
+    eps = small_episodes()
+    path = eps.save(tmp_path / "a.npz")
+    for mmap in (False, True):
+        back = Episodes.load(path, mmap=mmap)
+        assert np.array_equal(back.frames, eps.frames) and back.sources == eps.sources
+        assert back.meta["x"] == 1 and back.meta["format_version"] == 1
+    assert isinstance(Episodes.load(path, mmap=True).frames, np.memmap)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    good = small_episodes().save(tmp_path / "good.npz")
+    raw = good.read_bytes()
+    out: dict[str, tuple[Path, str]] = {}
+
+    def write(name: str, data: bytes) -> Path:
+        p = tmp_path / name
+        p.write_bytes(data)
+        return p
+
+    out["truncated"] = (write("trunc.npz", raw[: len(raw) // 2]), "corrupt or truncated")
+    out["garbage"] = (write("garbage.npz", b"hello world" * 100), "corrupt or truncated")
+    eps = small_episodes()
+
+    def arrays(**over: object) -> dict[str, object]:
+        base = {"frames": eps.frames, "actions": eps.actions, "rewards": eps.rewards, "dones": eps.dones,
+                "episode_lengths": eps.episode_lengths, "sources": np.asarray(eps.sources),
+                "meta": np.asarray(json.dumps({}))}
+        base.update(over)
+        return {k: v for k, v in base.items() if v is not None}
+
+    def npz(name: str, **over: object) -> Path:
+        p = tmp_path / name
+        np.savez(p, **arrays(**over))
+        return p
+
+    out["missing"] = (npz("missing.npz", dones=None), "missing array 'dones'")
+    out["dtype"] = (npz("dtype.npz", actions=eps.actions.astype(np.int32)), "'actions' must be 1-D uint8")
+    out["lengths"] = (npz("lengths.npz", episode_lengths=eps.episode_lengths + 1), "episode_lengths add up")
+    bad_actions = eps.actions.copy()
+    bad_actions[5] = 7
+    out["action"] = (npz("action.npz", actions=bad_actions), "action 7 at index 5")
+    out["pickle"] = (npz("pickle.npz", sources=np.array([{"a": 1}] * 3, dtype=object)), "pickles are refused")
+    return out
+
+
+def test_bad_files_give_one_clear_line(tmp_path: Path) -> None:
+    for name, (path, expected) in corrupt_variants(tmp_path).items():
+        with pytest.raises(DatasetError) as err:
+            Episodes.load(path)
+        msg = str(err.value)
+        assert str(path) in msg and expected in msg and "\n" not in msg, (name, msg)
+    with pytest.raises(DatasetError, match="no such file"):
+        Episodes.load(tmp_path / "nope.npz")
+
+
+def test_cli_reports_bad_file_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path, _ = corrupt_variants(tmp_path)["truncated"]
+    assert cli(["data", "info", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neuroplay: error:") and str(path) in err[0]
+
+
+def test_save_is_atomic_on_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    path = small_episodes(2).save(tmp_path / "keep.npz")
+    before = path.read_bytes()
+
+    def full(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DatasetError, match="disk full"):
+        small_episodes(3).save(path)
+    assert path.read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_split_is_by_episode_without_leakage() -> None:
+    train, val = split_episodes(50, 0.1, seed=0)
+    assert len(val) == 5 and len(train) == 45 and not set(train) & set(val)
+    assert np.array_equal(split_episodes(50, 0.1, seed=0)[1], val)
+    assert not np.array_equal(split_episodes(50, 0.1, seed=1)[1], val)
+    eps = small_episodes(10, 12)
+    train, val = split_episodes(eps.n_episodes, 0.2, seed=0)
+    assert set(RolloutDataset(eps, val, k=1).episode_of) == set(val)
+    assert set(RolloutDataset(eps, train, k=1).episode_of) == set(train)
+
+
+def test_windows_stay_inside_episodes_and_pad_the_start() -> None:
+    eps = small_episodes(3, 10)
+    ds = RolloutDataset(eps, k=5)
+    assert len(ds) == 3 * (10 - 5 + 1)
+    for i in range(len(ds)):
+        s = ds[i]
+        ep = eps.episode(s["episode"])
+        t = s["t"]
+        assert t + 5 <= 10
+        assert np.array_equal(s["targets"].numpy(), ep.frames[t + 1 : t + 6])
+        assert np.array_equal(s["actions"].numpy(), ep.actions[t : t + 5])
+        want = ep.frames[np.maximum(np.arange(t - 3, t + 1), 0)]  # padded with the first frame
+        assert np.array_equal(s["history"].numpy(), want)
+    assert len(RolloutDataset(eps, k=1, pad_history=False)) == 3 * (10 - 3)
+
+
+def test_data_cli_info_and_merge(tmp_path: Path, breakout_file: Path, capsys: pytest.CaptureFixture) -> None:
+    other = small_episodes(2).save(tmp_path / "b.npz")
+    assert cli(["data", "info", str(breakout_file)]) == 0
+    assert "6 episodes" in capsys.readouterr().out
+    out = tmp_path / "m.npz"
+    assert cli(["data", "merge", str(breakout_file), str(other), "--out", str(out)]) == 0
+    merged = Episodes.load(out)
+    assert merged.n_episodes == 8 and merged.sources[-1] == "random"
+    assert cli(["data", "merge", str(out), "--out", str(out)]) == 2
+    with zipfile.ZipFile(out) as zf:
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
