@@ -193,7 +193,7 @@ class TemporalWorldModel(nn.Module):
         pos_f = torch.arange(n, device=dev)
         # Slot i of frame t's window holds frame t-(w-1)+i; slots before frame 0 are padding.
         valid = (pos_f[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (n, w)
-        fmask = None if n >= w and last_only else valid.repeat_interleave(L, -1)[:, None, None]  # (n,1,1,w*L)
+        fmask = valid.repeat_interleave(L, -1)[:, None, None]  # (n, 1, 1, w*L): early frames have padding
         qmask = torch.cat([valid[ends].repeat_interleave(L, -1), torch.ones(m, L + 1, dtype=torch.bool, device=dev)], -1)
         qmask = qmask[:, None, None]  # (m, 1, 1, w*L + L + 1)
         for blk in self.blocks:

@@ -1,0 +1,463 @@
+"""`neuroplay bench`: how fast the dream runs on this machine, measured rather than guessed.
+
+Why a command and not timed unit tests: speed depends on the machine and on whatever else runs on it,
+so tests only check that the bench runs and writes its fields; the numbers go in the README with the
+machine they came from (the JSON records CPU model, cores, threads, torch version and device).
+
+What is measured (batch 1, after `--warmup` calls, `--steps` timed calls each, p50/p90/p95/p99 in ms):
+- `wm_frame_pass`, `wm_query`: the two halves of a block-causal (`lite`) step with the KV cache; only the
+  query sits between key press and display (the engine runs the frame pass while waiting for the key);
+- `wm_full`: the full recompute of one step (`spec`'s only path; for `lite` the window without a cache);
+- `decode_fp32`, `decode_fp32_cl`, `decode_bf16_cl`: VQ decode + uint8 conversion, plain vs the engine's;
+- `key_to_frame` (engine step after `prepare`: query, argmax, decode, to numpy) and `play_loop`
+  (prepare + step: one frame of the game loop without a window), whose p50 gives the FPS ceiling;
+- with `--paced-frames N`: the headless game loop paced at `--fps`, its sustained FPS and dropped frames;
+- `train`: samples/s of the world-model training step on random tokens (the preset's batch shape,
+  importance-weighted CE, AdamW; no data loading), `collect`: frames/s of `neuroplay collect` (random policy);
+- `--matrix`: the same world model in fp32 and bf16, cached vs full, plus the full forward of the
+  `--matrix-with` presets (random init), so ratios are taken within one run under the same machine load.
+Random-init weights (`--preset`) time the same as trained ones: nothing here depends on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from neuroplay import __version__
+from neuroplay.cliutil import add_dataclass_args, build
+
+ITEMS = ("wm", "decode", "loop", "train", "collect")
+
+
+@dataclass
+class BenchConfig:
+    """Flags of `neuroplay bench`."""
+
+    checkpoint: str = ""
+    """Run folder with vqvae/ and wm/ (e.g. runs/lite or assets/checkpoints/lite); overrides --preset."""
+    preset: str = "lite"
+    """Preset to time with random-init weights when no --checkpoint is given: spec, lite, tiny, tiny-full."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    """Engine precision: auto is bf16 where the device runs it fast (AVX-512 bf16 / AMX CPUs, CUDA)."""
+    compile: bool = False
+    """torch.compile the world model step (12-25 s start-up on a CPU)."""
+    steps: int = 50
+    """Timed calls per item."""
+    warmup: int = 5
+    """Untimed calls before each item (allocator, caches, compilation)."""
+    items: list[str] = field(default_factory=lambda: list(ITEMS))
+    """What to measure: any of wm, decode, loop, train, collect."""
+    paced_frames: int = 0
+    """Also run the headless game loop paced at --fps for this many frames and count dropped frames."""
+    fps: float = 15.0
+    """Target frame rate of the paced loop."""
+    train_steps: int = 3
+    """Timed training steps (after one warm-up step)."""
+    collect_frames: int = 1000
+    """Transitions collected for the collection throughput."""
+    matrix: bool = False
+    """Add the variant comparison: wm fp32 vs bf16, cached vs full, and the --matrix-with presets."""
+    matrix_with: str = "spec"
+    """Comma-separated presets whose full forward joins the matrix (random init); empty for none."""
+    threads: int = 0
+    """torch intra-op threads (0: torch's default, one per core)."""
+    seed: int = 0
+    """Seed of the random weights, tokens and actions."""
+    json: str = ""
+    """Write the results to this JSON file."""
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure dream step latency, FPS, decode, training and collection speed",
+                       description=(__doc__ or "").strip().splitlines()[0])
+    add_dataclass_args(p, BenchConfig)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    cfg = build(BenchConfig, args)
+    results = bench(cfg)
+    print(format_table(results))
+    if cfg.json:
+        from neuroplay.checkpoint import atomic_write_bytes
+
+        out = Path(cfg.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, (json.dumps(results, indent=2) + "\n").encode())
+        print(f"wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def stats(samples_ms: list[float]) -> dict[str, float]:
+    """Median and tail of timings in ms (p90/p95/p99 of few samples are just the slowest ones)."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p95, p99 = (float(np.percentile(a, q)) for q in (50, 90, 95, 99))
+    return {"p50": p50, "p90": p90, "p95": p95, "p99": p99, "mean": float(a.mean()), "min": float(a.min()),
+            "max": float(a.max()), "n": int(a.size)}
+
+
+def timeit(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> list[float]:
+    """Wall time of `fn` in ms per call; CUDA work is synchronized so the time includes it."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        sync()
+        out = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What the numbers depend on: CPU model and flags, cores, threads, torch, accelerator."""
+    from neuroplay.device import bf16_fast
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
+        "bf16_fast": bf16_fast(device), "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 2**10
+
+
+def load_models(cfg: BenchConfig) -> tuple[Any, Any, str, str]:
+    """(vq, wm, preset name, source): a checkpoint's weights or the preset's random init."""
+    from neuroplay.checkpoint import load_pair
+    from neuroplay.config import get_preset
+    from neuroplay.models.vqvae import VQVAE
+    from neuroplay.models.world_model import TemporalWorldModel
+
+    if cfg.checkpoint:
+        vq, wm, info = load_pair(cfg.checkpoint, "cpu")
+        return vq, wm, str(info["wm"].get("preset", "?")), str(Path(cfg.checkpoint))
+    preset = get_preset(cfg.preset)
+    torch.manual_seed(cfg.seed)
+    return VQVAE(preset.vq).eval(), TemporalWorldModel(preset.wm).eval(), preset.name, "random-init"
+
+
+# ------------------------------------------------------------------------------------------ items
+def bench_wm(
+    wm: Any, device: torch.device, cfg: BenchConfig, query: Any = None, forward: Any = None
+) -> dict[str, dict[str, float]]:
+    """World-model step alone: frame pass + query with the cache (block-causal), and the full recompute."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    c = wm.cfg
+    hist = torch.randint(c.n_vocab, (1, c.max_history, c.n_tokens), generator=g).to(device)
+    action = torch.tensor([2], device=device)
+    forward = forward or wm.forward
+    out = {"wm_full": stats(timeit(lambda: forward(hist, action), cfg.steps, cfg.warmup, device))}
+    if wm.block_causal:
+        query = query or wm.query
+        with torch.inference_mode():
+            cache = wm.new_cache()
+            for t in hist[0]:
+                wm.push_frame(cache, t[None])
+        frame = hist[:, -1]  # the window stays 4 frames: each push drops the oldest
+        out["wm_frame_pass"] = stats(timeit(lambda: wm.push_frame(cache, frame), cfg.steps, cfg.warmup, device))
+        out["wm_query"] = stats(timeit(lambda: query(cache, action), cfg.steps, cfg.warmup, device))
+    return out
+
+
+def bench_decode(vq: Any, device: torch.device, cfg: BenchConfig) -> dict[str, dict[str, float]]:
+    """VQ decode to uint8 frames: fp32 plain, fp32 channels_last, bf16 channels_last (the engine's)."""
+    from neuroplay.models.vqvae import to_uint8_image
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    toks = torch.randint(vq.cfg.n_embeddings, (1, 21, 16), generator=g).to(device)
+    z = vq.quantizer.to(device).lookup(toks)
+    out = {}
+    for name, dt, fmt in (("decode_fp32", torch.float32, torch.contiguous_format),
+                          ("decode_fp32_cl", torch.float32, torch.channels_last),
+                          ("decode_bf16_cl", torch.bfloat16, torch.channels_last)):
+        dec = copy.deepcopy(vq.decoder).to(device, dt, memory_format=fmt).eval()
+        zz = z.to(dt).contiguous(memory_format=fmt)
+        out[name] = stats(timeit(lambda d=dec, x=zz: to_uint8_image(d(x)).cpu().numpy(), cfg.steps, cfg.warmup,
+                                 device))
+    return out
+
+
+def bench_loop(engine: Any, cfg: BenchConfig) -> dict[str, Any]:
+    """The engine's step as the game calls it: prepare while waiting, then the keyed step."""
+    rng = np.random.default_rng(cfg.seed)
+    n_vocab, n = engine.wm.cfg.n_vocab, engine.wm.cfg.n_tokens
+    engine.reset(tokens=rng.integers(n_vocab, size=(engine.window, n)))
+    parts: dict[str, list[float]] = {"prepare": [], "model": [], "decode": [], "key_to_frame": [], "play_loop": []}
+    for i in range(cfg.warmup + cfg.steps):
+        t0 = time.perf_counter()
+        prep = engine.prepare()
+        s = engine.step(int(rng.integers(4)))
+        total = (time.perf_counter() - t0) * 1e3
+        if i >= cfg.warmup:
+            for k in ("model", "decode"):
+                parts[k].append(s.timings_ms[k])
+            parts["prepare"].append(prep)
+            parts["key_to_frame"].append(s.timings_ms["total"])
+            parts["play_loop"].append(total)
+    out = {k: stats(v) for k, v in parts.items()}
+    out["fps_ceiling"] = 1e3 / out["play_loop"]["p50"]
+    if cfg.paced_frames > 0:
+        out["paced"] = paced_loop(engine, cfg.paced_frames, cfg.fps, rng)
+    return out
+
+
+def paced_loop(engine: Any, frames: int, fps: float, rng: np.random.Generator) -> dict[str, Any]:
+    """The headless game loop at a fixed rate: a frame is dropped when its work misses its deadline.
+
+    Per frame, as in the game: keyed step (query + decode), then the next frame pass, then sleep to the
+    deadline. A late frame moves the schedule to now (no catch-up burst), so sustained FPS stays honest.
+    """
+    budget, dropped, work = 1.0 / fps, 0, []
+    start = deadline = time.perf_counter()
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        engine.step(int(rng.integers(4)))
+        engine.prepare()
+        now = time.perf_counter()
+        work.append((now - t0) * 1e3)
+        deadline += budget
+        if now > deadline:
+            dropped, deadline = dropped + 1, now
+        else:
+            time.sleep(deadline - now)
+    elapsed = time.perf_counter() - start
+    return {"frames": frames, "fps_target": fps, "fps_sustained": frames / elapsed, "dropped": dropped,
+            "work_ms": stats(work)}
+
+
+def bench_train(preset_name: str, wm_cfg: Any, device: torch.device, cfg: BenchConfig) -> dict[str, Any]:
+    """Training samples/s of the world model (targets per second; a block-causal clip of n frames is n-1)."""
+    from neuroplay.config import get_preset
+    from neuroplay.device import bf16_fast
+    from neuroplay.models.world_model import TemporalWorldModel
+    from training.importance import ImportanceConfig, importance_weights, weighted_ce
+    from training.wm import sequence_loss
+
+    train = get_preset(preset_name).train if preset_name in _preset_names() else {}
+    b, n = int(train.get("batch_size", 8)), int(train.get("seq_frames", 12))
+    torch.manual_seed(cfg.seed)
+    model = TemporalWorldModel(wm_cfg).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    dist = (1 - torch.eye(wm_cfg.n_vocab)).to(device)
+    imp, w, v, L = ImportanceConfig(), wm_cfg.max_history, wm_cfg.n_vocab, wm_cfg.n_tokens
+    seq = model.block_causal
+    frames = torch.randint(v, (b, n if seq else w + 1, L), device=device)
+    actions = torch.randint(4, (b, n - 1 if seq else 1), device=device)
+    amp = bf16_fast(device) and cfg.dtype != "fp32"
+
+    def step() -> None:
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            if seq:
+                loss, _ = sequence_loss(model, frames, actions, dist, imp, w)
+            else:
+                hist, target = frames[:, :w], frames[:, w]
+                logits = model(hist, actions[:, 0]).logits
+                loss = weighted_ce(logits, target, importance_weights(hist, target, dist, imp))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step()
+    times = []
+    for _ in range(max(1, cfg.train_steps)):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    per_step = b * (n - 1) if seq else b
+    st = stats(times)
+    return {"batch_size": b, "seq_frames": n if seq else None, "targets_per_step": per_step, "amp_bf16": amp,
+            "step_ms": st, "samples_per_s": per_step * 1e3 / st["p50"]}
+
+
+def bench_collect(cfg: BenchConfig) -> dict[str, Any]:
+    """Frames/s of `neuroplay collect` (AtariVectorEnv, random policy, saving included)."""
+    from neuroplay.data.collect import CollectConfig, collect
+
+    with tempfile.TemporaryDirectory() as d:
+        c = CollectConfig(out=str(Path(d) / "bench.npz"), frames=cfg.collect_frames, policy="random",
+                          seed=cfg.seed, progress_bar=False)
+        t0 = time.perf_counter()
+        eps = collect(c)
+        dt = time.perf_counter() - t0
+    return {"frames": int(eps.n_transitions), "envs": c.envs, "seconds": dt, "frames_per_s": eps.n_transitions / dt}
+
+
+def _preset_names() -> tuple[str, ...]:
+    from neuroplay.config import PRESETS
+
+    return tuple(PRESETS)
+
+
+def bench_matrix(wm: Any, device: torch.device, cfg: BenchConfig) -> dict[str, Any]:
+    """The same world model in fp32 and bf16 (cached and full), plus other presets' full forward."""
+    from neuroplay.config import get_preset
+    from neuroplay.models.world_model import TemporalWorldModel
+
+    out: dict[str, Any] = {}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        out[f"self_{name}"] = bench_wm(copy.deepcopy(wm).to(device, dt).eval(), device, cfg)
+    for p in [s.strip() for s in cfg.matrix_with.split(",") if s.strip()]:
+        torch.manual_seed(cfg.seed)
+        other = TemporalWorldModel(get_preset(p).wm).eval()
+        for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            m = copy.deepcopy(other).to(device, dt).eval()
+            out[f"{p}_{name}"] = {"wm_full": bench_wm(m, device, cfg)["wm_full"]}
+            del m
+    return out
+
+
+def ratios(res: dict[str, Any]) -> dict[str, float]:
+    """Speed-ups within this run (p50 over p50): > 1 means the second variant is faster."""
+    t, r = res.get("timings_ms", {}), {}
+
+    def p50(d: dict[str, Any], k: str) -> float | None:
+        return d[k]["p50"] if k in d else None
+
+    def put(name: str, slow: float | None, fast: float | None) -> None:
+        if slow and fast:
+            r[name] = slow / fast
+
+    put("decode_fp32_over_bf16_cl", p50(t, "decode_fp32"), p50(t, "decode_bf16_cl"))
+    put("wm_full_over_query", p50(t, "wm_full"), p50(t, "wm_query"))
+    if "wm_query" in t:
+        put("wm_full_over_frame_plus_query", p50(t, "wm_full"), t["wm_query"]["p50"] + t["wm_frame_pass"]["p50"])
+    mx = res.get("matrix") or {}
+    if "self_fp32" in mx:
+        for k in ("wm_query", "wm_full"):
+            put(f"{k}_fp32_over_bf16", p50(mx["self_fp32"], k), p50(mx["self_bf16"], k))
+        own = p50(mx["self_bf16"], "wm_query") or p50(mx["self_bf16"], "wm_full")
+        for key, v in mx.items():
+            if not key.startswith("self_") and key.endswith("_bf16"):
+                put(f"{key[:-5]}_full_bf16_over_self_step_bf16", v["wm_full"]["p50"], own)
+    return r
+
+
+# ------------------------------------------------------------------------------------------ driver
+def bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run the selected items and return the results as a JSON-able dict (torch's thread count restored)."""
+    threads = torch.get_num_threads()
+    try:
+        return _bench(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bench(cfg: BenchConfig) -> dict[str, Any]:
+    from neuroplay.device import resolve_device
+    from neuroplay.engine import DreamEngine
+
+    bad = sorted(set(cfg.items) - set(ITEMS))
+    if bad:
+        raise ValueError(f"--items: unknown {', '.join(bad)}; choose from {', '.join(ITEMS)}")
+    if cfg.steps < 1 or cfg.warmup < 0:
+        raise ValueError("--steps must be >= 1 and --warmup >= 0")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    vq, wm, preset_name, source = load_models(cfg)
+    wm_cfg = wm.cfg
+    t0 = time.perf_counter()
+    engine = DreamEngine(vq, wm, device, cfg.dtype, compile=cfg.compile, seed=cfg.seed)
+    res: dict[str, Any] = {
+        "neuroplay_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": asdict(cfg), "machine": machine_info(device),
+        "model": {"preset": preset_name, "source": source, "attention": wm_cfg.attention,
+                  "d_model": wm_cfg.d_model, "n_layers": wm_cfg.n_layers, "cached": engine.cached,
+                  "wm_params": sum(p.numel() for p in wm.parameters()),
+                  "vq_params": sum(p.numel() for p in vq.parameters()),
+                  "dtype": str(engine.dtype).replace("torch.", ""), "compile": cfg.compile},
+        "timings_ms": {},
+    }
+    if "wm" in cfg.items:
+        res["timings_ms"].update(bench_wm(engine.wm, device, cfg, engine._query, engine._forward))
+    if "decode" in cfg.items:
+        res["timings_ms"].update(bench_decode(vq, device, cfg))
+    if "loop" in cfg.items:
+        loop = bench_loop(engine, cfg)
+        res["fps_ceiling"] = loop.pop("fps_ceiling")
+        res["paced"] = loop.pop("paced", None)
+        res["timings_ms"].update(loop)
+    res["startup_plus_bench_s"] = time.perf_counter() - t0
+    if cfg.matrix:
+        res["matrix"] = bench_matrix(wm, device, cfg)
+    res["throughput"] = {}
+    if "train" in cfg.items:
+        res["throughput"]["train"] = bench_train(preset_name, wm_cfg, device, cfg)
+    if "collect" in cfg.items:
+        res["throughput"]["collect"] = bench_collect(cfg)
+    res["ratios"] = ratios(res)
+    res["peak_rss_mb"] = peak_rss_mb()
+    if device.type == "cuda":
+        res["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return res
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """A Markdown table of the timings with the machine and model above it."""
+    m, mo = res["machine"], res["model"]
+    lines = [f"neuroplay bench: {mo['preset']} ({mo['source']}, {mo['attention']}, d{mo['d_model']} "
+             f"L{mo['n_layers']}, {mo['dtype']}{', compiled' if mo['compile'] else ''}) on {m['device']}"
+             f"{' ' + m['gpu'] if 'gpu' in m else ''}; {m['cpu']}, {m['cores']} cores, {m['torch_threads']} "
+             f"threads, torch {m['torch']}, load {m['load_avg_1m']}", "",
+             "| item | p50 ms | p90 ms | p99 ms | FPS at p50 |", "| --- | ---: | ---: | ---: | ---: |"]
+    for k, s in res["timings_ms"].items():
+        fps = f"{1e3 / s['p50']:.1f}" if s["p50"] > 0 else "-"
+        lines.append(f"| {k} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {fps} |")
+    for key, v in (res.get("matrix") or {}).items():
+        for k, s in v.items():
+            lines.append(f"| matrix {key} {k} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | "
+                         f"{1e3 / s['p50']:.1f} |")
+    lines.append("")
+    if res.get("paced"):
+        p = res["paced"]
+        lines.append(f"paced loop: {p['frames']} frames at {p['fps_target']:g} FPS target: "
+                     f"{p['fps_sustained']:.2f} FPS sustained, {p['dropped']} dropped")
+    th = res.get("throughput", {})
+    if "train" in th:
+        lines.append(f"training: {th['train']['samples_per_s']:.1f} samples/s "
+                     f"({th['train']['step_ms']['p50']:.0f} ms/step, {th['train']['targets_per_step']} targets)")
+    if "collect" in th:
+        lines.append(f"collection: {th['collect']['frames_per_s']:.0f} frames/s")
+    for k, v in res.get("ratios", {}).items():
+        lines.append(f"ratio {k}: {v:.2f}x")
+    lines.append(f"peak RSS: {res['peak_rss_mb']:.0f} MiB")
+    return "\n".join(lines)

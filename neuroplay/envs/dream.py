@@ -1,0 +1,105 @@
+"""The dream: Breakout as the world model imagines it, behind the same `reset`/`step` as `RealEnv`.
+
+IRIS's `WorldModelEnv` pattern: `reset` is given (or fetches) a few *real* frames as the starting
+history, and from then on every frame is the model's own argmax/sampled tokens decoded by the VQ-VAE.
+The game UI, the autopilot and the tests treat a `DreamEnv` and a `RealEnv` the same way; the dream's
+`info` adds what only it has (model timings, the token-change drift signal, the tokens themselves).
+The model predicts no reward and no game over, so `reward` is 0 and `done` only marks `max_steps`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuroplay.engine import DreamEngine
+from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
+
+HISTORY = 4
+"""Real frames a fresh dream starts from (the model's window)."""
+
+
+def real_history(seed: int = 0, n: int = HISTORY, actions: list[int] | None = None) -> np.ndarray:
+    """`n` consecutive real frames from a fresh emulator: the reset frame, then `actions` (default NOOP).
+
+    This is the dream's default starting point: it is exactly the kind of history the model was
+    trained on, and it needs no bundled assets (the ROM ships inside ale-py).
+    """
+    env = RealEnv(seed=seed)
+    frames = [env.reset()]
+    acts = list(actions or [])
+    while len(frames) < n:
+        frames.append(env.step(acts[len(frames) - 1] if len(frames) - 1 < len(acts) else 0).frame)
+    return np.stack(frames)
+
+
+class DreamEnv:
+    """A `DreamEngine` wrapped as an environment: `reset(frames) -> frame`, `step(action) -> EnvStep`."""
+
+    def __init__(self, engine: DreamEngine, seed: int = 0, max_steps: int = MAX_EPISODE_STEPS) -> None:
+        self.engine = engine
+        self.seed = seed
+        self.max_steps = max_steps
+        self.t = 0
+        self.frame: np.ndarray | None = None
+        self.tokens: np.ndarray | None = None
+        """(336,) uint8 tokens of the current frame (what the model will condition on next)."""
+
+    @classmethod
+    def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", temperature: float = 0.0,
+                        seed: int = 0, **kw: Any) -> DreamEnv:
+        """Load `<run_dir>/vqvae` + `<run_dir>/wm` (raises `CheckpointError` with a one-line message)."""
+        engine = DreamEngine.from_checkpoint(run_dir, device=device, temperature=temperature, seed=seed)
+        return cls(engine, seed=seed, **kw)
+
+    def reset(self, frames: np.ndarray | None = None, tokens: np.ndarray | None = None,
+              seed: int | None = None) -> np.ndarray:
+        """Start dreaming from real frames (T, 84, 64, 3) or tokens (T, 336 | 21, 16); default: a fresh
+        emulator's first frames. Returns the last history frame as the VQ-VAE sees it (decoded)."""
+        if seed is not None:
+            self.seed = seed
+        if tokens is not None:
+            toks = np.asarray(tokens).reshape(len(tokens), -1)
+            self.frame = self.engine.reset(tokens=toks)
+            self.tokens = toks[-1].astype(np.uint8)
+        else:
+            if frames is None:
+                frames = real_history(self.seed)
+            frames = np.asarray(frames, dtype=np.uint8)
+            if frames.ndim == 3:
+                frames = frames[None]
+            self.frame = self.engine.reset(frames)
+            assert self.engine.last_tokens is not None
+            self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
+        self.t = 0
+        return self.frame
+
+    def prepare(self) -> float:
+        """Run the action-independent part of the next step now (while the player decides); ms."""
+        return self.engine.prepare()
+
+    def step(self, action: int) -> EnvStep:
+        if self.frame is None:
+            raise RuntimeError("call reset() before step()")
+        if not 0 <= int(action) < 4:
+            raise ValueError(f"action must be 0..3, got {action}")
+        s = self.engine.step(int(action))
+        self.frame, self.tokens = s.frame, s.tokens
+        self.t += 1
+        done = self.t >= self.max_steps
+        return EnvStep(s.frame, 0.0, done, {"t": self.t, "timings_ms": s.timings_ms,
+                                             "changed_tokens": s.changed_tokens, "tokens": s.tokens,
+                                             "truncated": done})
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """Real frames (T, 84, 64, 3) -> (T, 336) uint8 tokens of this dream's VQ-VAE."""
+        return self.engine.encode(frames).to("cpu").numpy().astype(np.uint8)
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens (T, 336 | 21, 16) -> frames (T, 84, 64, 3) uint8."""
+        import torch
+
+        t = torch.as_tensor(np.asarray(tokens).reshape(len(tokens), -1), device=self.engine.device)
+        return self.engine.decode(t)

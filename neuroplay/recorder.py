@@ -1,0 +1,142 @@
+"""Human play recorded in the project's dataset format, with nothing a person played ever lost.
+
+Each finished episode is appended to the file the moment it ends: read what is there, add the
+episode, write it back atomically (`Episodes.save`: temp file + fsync + rename), so the file on disk is
+always a complete, valid dataset and a crash loses at most the episode under way. `close()` keeps that
+episode too (its last `done` stays False: a truncated episode, as `neuroplay collect` writes them).
+A failed write (full disk, read-only folder) leaves the previous file intact, keeps the episode in
+memory, says so in `message`, and is retried at the next episode end and at close.
+Per-episode emulator seeds go in `meta["episode_seeds"]` so a recording replays bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuroplay import __version__
+from neuroplay.data.collect import PREPROCESSING
+from neuroplay.data.episodes import DatasetError, Episodes
+
+SOURCE = "human"
+
+
+class Recorder:
+    """Collects (frame, action, reward, done) of the real game and appends episodes to `path`."""
+
+    def __init__(self, path: str | Path, source: str = SOURCE) -> None:
+        self.path = Path(path)
+        if self.path.suffix != ".npz":
+            raise ValueError(f"--out {self.path}: the dataset format is .npz")
+        self.source = source
+        self.frames: list[np.ndarray] = []
+        self.actions: list[int] = []
+        self.rewards: list[float] = []
+        self.dones: list[bool] = []
+        self.seed = 0
+        self.unsaved: list[tuple[Episodes, int]] = []
+        """Finished episodes whose write failed (retried later), with their seeds."""
+        self.saved_episodes = 0
+        self.saved_frames = 0
+        self.message = ""
+        """Last problem, for the screen ('' when all is well)."""
+
+    # ------------------------------------------------------------------ state for the HUD
+    @property
+    def episode_frames(self) -> int:
+        """Transitions of the episode under way."""
+        return len(self.actions)
+
+    @property
+    def episodes(self) -> int:
+        """Episodes finished this session (saved or waiting to be)."""
+        return self.saved_episodes + len(self.unsaved)
+
+    # ------------------------------------------------------------------ recording
+    def start(self, frame: np.ndarray, seed: int = 0) -> None:
+        """Begin an episode at the emulator's reset frame (`seed`: the emulator's, for replay)."""
+        self.frames, self.actions, self.rewards, self.dones = [np.array(frame, np.uint8)], [], [], []
+        self.seed = int(seed)
+
+    def add(self, action: int, frame: np.ndarray, reward: float, done: bool) -> bool:
+        """Record one transition; on `done` the episode is written. Returns True if it was saved."""
+        if not self.frames:
+            raise RuntimeError("Recorder.add before start()")
+        self.actions.append(int(action))
+        self.frames.append(np.array(frame, np.uint8))
+        self.rewards.append(float(reward))
+        self.dones.append(bool(done))
+        if done:
+            return self.finish_episode()
+        return False
+
+    def finish_episode(self) -> bool:
+        """Queue the episode under way (if it has any transition) and write everything pending."""
+        if self.actions:
+            self.unsaved.append((self._episode(), self.seed))
+        self.frames, self.actions, self.rewards, self.dones = self.frames[-1:], [], [], []
+        return self.flush()
+
+    def close(self) -> bool:
+        """Keep the episode under way and write all pending episodes (Esc, window close, Ctrl-C).
+
+        If the file still cannot be written (e.g. it was corrupted by something else), the pending
+        episodes go to a rescue file beside it rather than being dropped."""
+        ok = self.finish_episode()
+        self.frames = []
+        if not ok and self.unsaved:
+            rescue = self.path.with_name(f"{self.path.stem}.rescue-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+            try:
+                Episodes.concat([e for e, _ in self.unsaved], meta={"episode_seeds": [s for _, s in self.unsaved],
+                                                                  "rescued_for": str(self.path)}).save(rescue)
+            except DatasetError:
+                return False
+            self.message = f"{self.path} could not be written; this session's episodes are in {rescue}"
+            self.saved_episodes += len(self.unsaved)
+            self.unsaved = []
+        return ok
+
+    def flush(self) -> bool:
+        """Append pending episodes to the file atomically; on failure keep them and set `message`."""
+        if not self.unsaved:
+            return True
+        try:
+            old = Episodes.load(self.path) if self.path.exists() else None
+            meta = self._meta(old)
+            parts = ([old] if old is not None else []) + [e for e, _ in self.unsaved]
+            Episodes.concat(parts, meta=meta).save(self.path)
+        except DatasetError as e:
+            n = len(self.unsaved)
+            self.message = f"NOT SAVED ({n} episode{'s' * (n > 1)} kept in memory, retried): {e}"
+            return False
+        self.saved_episodes += len(self.unsaved)
+        self.saved_frames += sum(e.n_transitions for e, _ in self.unsaved)
+        self.unsaved = []
+        self.message = ""
+        return True
+
+    # ------------------------------------------------------------------ helpers
+    def _episode(self) -> Episodes:
+        n = len(self.actions)
+        return Episodes(
+            frames=np.stack(self.frames[: n + 1]), tokens=None, actions=np.asarray(self.actions, np.uint8),
+            rewards=np.asarray(self.rewards, np.float32), dones=np.asarray(self.dones, bool),
+            episode_lengths=np.asarray([n], np.int64), sources=[self.source], meta={},
+        )
+
+    def _meta(self, old: Episodes | None) -> dict[str, Any]:
+        """The file's meta: the old one kept, per-episode seeds extended (None where unknown)."""
+        meta: dict[str, Any] = dict(old.meta) if old is not None else {
+            "game": "ALE/Breakout-v5", "actions": ["NOOP", "FIRE", "RIGHT", "LEFT"],
+            "preprocessing": PREPROCESSING, "collector": "neuroplay record", "neuroplay_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        meta.pop("format_version", None)
+        seeds = list(meta.get("episode_seeds", []))
+        n_old = old.n_episodes if old is not None else 0
+        seeds = (seeds + [None] * n_old)[:n_old] + [s for _, s in self.unsaved]
+        meta["episode_seeds"] = seeds
+        return meta

@@ -1,0 +1,390 @@
+"""The game's logic without a window: modes, environments, keys -> action, recording, metrics, replay.
+
+The pygame app (`neuroplay/app/`) only turns events into `Keys` and commands, calls `step`, and draws
+the returned `View`; everything that decides what happens lives here, so it is tested headless and
+the same code drives the window, the `--headless` benchmark and the tests.
+
+Modes: `dream` (the world model's Breakout; a real emulator runs in the shadow with the same actions so
+`reanchor` can hand the dream the real game's last 4 frames), `real`, `compare` (both, side by side,
+with per-frame token accuracy / PSNR and a difference map), `record` (real game written to a dataset
+file, see `Recorder`) and `replay` (browse an episode file; `branch` lets the dream continue from any
+frame while the recorded continuation plays beside it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuroplay.config import ACTION_NAMES
+from neuroplay.data.episodes import Episodes
+from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
+from neuroplay.envs.dream import HISTORY, DreamEnv
+from neuroplay.envs.real import RealEnv
+from neuroplay.recorder import Recorder
+
+MODES = ("dream", "real", "compare", "record", "replay")
+NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
+PSNR_MAX = 100.0
+"""PSNR of identical frames (instead of inf, so curves and JSON stay finite)."""
+CURVE_LEN = 300
+"""Frames kept in the compare mode's running plot (20 s at 15 FPS)."""
+
+
+@dataclass
+class Keys:
+    """Which game keys are held this frame."""
+
+    left: bool = False
+    right: bool = False
+    fire: bool = False
+
+
+def keys_to_action(keys: Keys) -> int:
+    """Held keys -> Breakout action. Fire wins (it only matters to launch the ball); left+right cancel."""
+    if keys.fire:
+        return FIRE
+    if keys.left != keys.right:
+        return LEFT if keys.left else RIGHT
+    return NOOP
+
+
+def token_accuracy(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of equal token ids."""
+    return float(np.mean(np.asarray(a).reshape(-1) == np.asarray(b).reshape(-1)))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 frames (peak 255), capped at PSNR_MAX."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return PSNR_MAX if mse == 0 else min(PSNR_MAX, 10 * math.log10(255.0**2 / mse))
+
+
+def diff_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: mean absolute channel difference, the compare mode's heat map."""
+    return (np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(-1) / 255.0).astype(np.float32)
+
+
+@dataclass
+class View:
+    """Everything the window draws for one frame."""
+
+    panels: list[tuple[str, np.ndarray]]
+    """(title, (84, 64, 3) uint8 frame), drawn left to right."""
+    hud: dict[str, str]
+    """Ordered label -> value lines."""
+    heat: np.ndarray | None = None
+    """Compare: (84, 64) float32 difference in [0, 1]."""
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    """Compare: running per-frame token accuracy ('acc', 0..1) and PSNR ('psnr', dB)."""
+    scrub: tuple[int, int] | None = None
+    """Replay: (frame index, frames in the episode)."""
+    rec: bool = False
+    """Show the red REC mark."""
+    message: str = ""
+    stepped: bool = False
+    """A new game frame was produced (False while paused or browsing)."""
+    model_ms: float = 0.0
+
+
+class Session:
+    """One playing session in one mode; `step(keys)` advances it by one frame and returns a `View`."""
+
+    def __init__(self, mode: str = "dream", dream: DreamEnv | None = None, *, seed: int = 0,
+                 record_to: str | Path | None = None, episodes: Episodes | None = None,
+                 autopilot: str = "off", fps: float = 15.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode in ("dream", "compare") and dream is None:
+            raise ValueError(f"{mode} mode needs a world model checkpoint")
+        if mode == "record" and record_to is None:
+            raise ValueError("record mode needs --out FILE")
+        if mode == "replay":
+            if episodes is None:
+                raise ValueError("replay mode needs an episode file")
+            if episodes.frames is None and dream is None:
+                raise ValueError("this file holds tokens; replaying it needs --checkpoint with its VQ-VAE")
+        self.mode, self.dream, self.seed, self.fps = mode, dream, seed, fps
+        self.real: RealEnv | None = RealEnv(seed) if mode != "replay" else None
+        self.recorder = Recorder(record_to) if mode == "record" and record_to is not None else None
+        self.episodes = episodes
+        self.real_frames: deque[np.ndarray] = deque(maxlen=HISTORY)
+        self.frame = np.zeros((84, 64, 3), np.uint8)
+        self.real_frame: np.ndarray | None = None
+        self.action, self.paused = NOOP, False
+        self.autopilot = "off"
+        self.policy: TrackerPolicy | RandomPolicy | None = None
+        self.set_autopilot(autopilot)
+        self.model_ms, self.changed, self.steps = 0.0, 0, 0
+        self.step_times: deque[float] = deque(maxlen=31)
+        self.curves: dict[str, deque[float]] = {"acc": deque(maxlen=CURVE_LEN), "psnr": deque(maxlen=CURVE_LEN)}
+        self.heat: np.ndarray | None = None
+        self.message, self._message_until = "", 0.0
+        self.ep, self.cursor, self.playing, self.branch_at, self.branch_t = 0, 0, False, -1, 0
+        self.episode_return = 0.0
+        self.restart()
+
+    # ------------------------------------------------------------------ commands
+    def restart(self) -> None:
+        """New game: the real emulator from its reset, the dream from that game's first frames."""
+        if self.mode == "replay":
+            self.unbranch()
+            self.cursor = 0
+            return
+        assert self.real is not None
+        seed = self.seed + (self.recorder.episodes if self.recorder else 0)
+        self.real_frames.clear()
+        self.real_frames.append(self.real.reset(seed=seed))
+        if self.recorder is not None:
+            self.recorder.start(self.real_frames[-1], seed)
+        if self.mode in ("dream", "compare"):  # warm-up NOOPs give the model a full 4-frame history
+            while len(self.real_frames) < HISTORY:
+                self.real_frames.append(self.real.step(NOOP).frame)
+            self.reanchor()
+        self.real_frame = self.real_frames[-1]
+        self.frame = self.real_frame if self.mode in ("real", "record") else self.frame
+        self.curves["acc"].clear()
+        self.curves["psnr"].clear()
+        self.episode_return = 0.0
+        if self.policy is not None:
+            self.policy.reset()
+
+    def reanchor(self) -> None:
+        """Give the dream the real game's last frames as history (drift gone, dream resynchronised)."""
+        if self.dream is None:
+            return
+        if self.mode == "replay":
+            if self.branch_at >= 0:
+                self.branch(self.branch_at + self.branch_t)
+            return
+        self.frame = self.dream.reset(np.stack(list(self.real_frames)))
+        self.changed = 0
+        self.say("re-anchored on the real game")
+
+    def toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def set_autopilot(self, kind: str) -> None:
+        """'off', 'tracker' (the ball-tracking player) or 'random' (held random keys)."""
+        if kind not in ("off", "tracker", "random"):
+            raise ValueError(f"--autopilot: unknown {kind!r} (off, tracker, random)")
+        self.autopilot = kind
+        self.policy = (TrackerPolicy(noise=0.03, seed=self.seed) if kind == "tracker"
+                       else RandomPolicy(self.seed, hold_max=8) if kind == "random" else None)
+
+    def toggle_autopilot(self) -> None:
+        self.set_autopilot("off" if self.autopilot != "off" else "tracker")
+        self.say(f"autopilot {self.autopilot}")
+
+    def say(self, text: str, seconds: float = 3.0) -> None:
+        """A transient message for the screen."""
+        self.message, self._message_until = text, time.perf_counter() + seconds
+
+    # ------------------------------------------------------------------ replay
+    @property
+    def branching(self) -> bool:
+        return self.branch_at >= 0
+
+    def _episode(self) -> Episodes:
+        assert self.episodes is not None
+        return self.episodes.episode(self.ep)
+
+    def replay_frame(self, i: int) -> np.ndarray:
+        """Frame i of the current episode (decoded by the VQ-VAE for a token file)."""
+        e = self._episode()
+        i = int(np.clip(i, 0, len(e.images) - 1))
+        if e.frames is not None:
+            return np.asarray(e.frames[i])
+        assert self.dream is not None and e.tokens is not None
+        return self.dream.decode(np.asarray(e.tokens[i : i + 1]))[0]
+
+    def seek(self, delta: int = 0, to: float | None = None) -> None:
+        """Move the replay cursor by `delta` frames, or to a fraction `to` of the episode (scrub bar)."""
+        n = len(self._episode().images)
+        self.cursor = int(round(to * (n - 1))) if to is not None else self.cursor + delta
+        self.cursor = int(np.clip(self.cursor, 0, n - 1))
+
+    def next_episode(self, delta: int) -> None:
+        assert self.episodes is not None
+        self.ep = (self.ep + delta) % self.episodes.n_episodes
+        self.unbranch()
+        self.cursor = 0
+
+    def toggle_play(self) -> None:
+        self.playing = not self.playing
+
+    def branch(self, at: int | None = None) -> None:
+        """Let the dream take over from frame `at` (default: the cursor), with that frame's real history."""
+        if self.dream is None:
+            self.say("branching needs a world model (--checkpoint)")
+            return
+        e = self._episode()
+        at = int(np.clip(self.cursor if at is None else at, 0, len(e.images) - 1))
+        lo = max(0, at - HISTORY + 1)
+        if e.frames is not None:
+            self.frame = self.dream.reset(np.asarray(e.frames[lo : at + 1]))
+        else:
+            assert e.tokens is not None
+            self.frame = self.dream.reset(tokens=np.asarray(e.tokens[lo : at + 1]))
+        self.branch_at, self.branch_t, self.playing, self.cursor = at, 0, False, at
+        self.say(f"branched at frame {at}: you play, the recording continues on the right")
+
+    def unbranch(self) -> None:
+        self.branch_at, self.branch_t = -1, 0
+
+    # ------------------------------------------------------------------ the frame step
+    def step(self, keys: Keys | None = None) -> View:
+        """Advance one frame with the player's keys (ignored while the autopilot plays)."""
+        stepped = False
+        if self.mode == "replay" and not self.branching:
+            if self.playing and not self.paused:
+                before = self.cursor
+                self.seek(1)
+                stepped = self.cursor != before
+                self.playing = stepped
+        elif not self.paused:
+            shown = self.frame
+            self.action = self.policy.act(shown) if self.policy is not None else keys_to_action(keys or Keys())
+            self._advance(self.action)
+            stepped = True
+        if stepped:
+            self.steps += 1
+            self.step_times.append(time.perf_counter())
+        return self.view(stepped)
+
+    def _advance(self, action: int) -> None:
+        t0 = time.perf_counter()
+        if self.dream is not None and self.mode in ("dream", "compare") or self.branching:
+            assert self.dream is not None
+            d = self.dream.step(action)
+            self.frame, self.changed = d.frame, int(d.info["changed_tokens"])
+            self.model_ms = float(d.info["timings_ms"]["total"])
+            if self.branching:
+                self.branch_t += 1
+                return
+            dream_tokens = d.info["tokens"]
+        if self.real is None:
+            return
+        r = self.real.step(action)
+        self.real_frames.append(r.frame)
+        self.real_frame = r.frame
+        self.episode_return += r.reward
+        if self.mode in ("real", "record"):
+            self.frame = r.frame
+            self.model_ms = (time.perf_counter() - t0) * 1e3
+        if self.recorder is not None:
+            saved = self.recorder.add(action, r.frame, r.reward, r.done)
+            if saved:
+                self.say(f"episode {self.recorder.saved_episodes} saved to {self.recorder.path}")
+        if self.mode == "compare":
+            assert self.dream is not None
+            real_tokens = self.dream.encode(r.frame[None])[0]
+            self.curves["acc"].append(token_accuracy(dream_tokens, real_tokens))
+            self.curves["psnr"].append(psnr(self.frame, r.frame))
+            self.heat = diff_map(self.frame, r.frame)
+        if r.done:
+            if self.mode == "dream":  # the shadow game ended: start it again; the dream plays on
+                self.real_frames.clear()
+                self.real_frames.append(self.real.reset())
+                while len(self.real_frames) < HISTORY:
+                    self.real_frames.append(self.real.step(NOOP).frame)
+            else:
+                self.say(f"game over (score {self.episode_return:.0f}), new game")
+                self.restart()
+
+    def idle(self) -> float:
+        """Work that can run while waiting for the next key (the dream's action-independent pass)."""
+        if self.dream is not None and (self.mode in ("dream", "compare") or self.branching) and not self.paused:
+            return self.dream.prepare()
+        return 0.0
+
+    # ------------------------------------------------------------------ what to draw
+    def actual_fps(self) -> float:
+        t = self.step_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
+    def view(self, stepped: bool = False) -> View:
+        """The current frame(s), HUD lines and overlays."""
+        hud: dict[str, str] = {"mode": self.mode + (" (branch)" if self.branching else "")}
+        heat, curves, scrub = None, {}, None
+        if self.mode == "replay":
+            e = self._episode()
+            n = len(e.images)
+            if self.branching:
+                real_i = min(self.branch_at + self.branch_t, n - 1)
+                panels = [("dream (you)", self.frame), ("recorded", self.replay_frame(real_i))]
+                scrub = (real_i, n)
+            else:
+                panels = [(f"episode {self.ep + 1}/{e_count(self.episodes)}", self.replay_frame(self.cursor))]
+                scrub = (self.cursor, n)
+                a = self.cursor
+                hud["frame"] = f"{a}/{n - 1}"
+                hud["action"] = ACTION_NAMES[int(e.actions[a])] if a < len(e.actions) else "-"
+                hud["source"] = e.sources[0]
+        elif self.mode == "compare":
+            assert self.real_frame is not None
+            panels = [("real", self.real_frame), ("dream", self.frame)]
+            heat = self.heat
+            curves = {k: list(v) for k, v in self.curves.items()}
+        else:
+            panels = [(self.mode, self.frame)]
+        if self.mode != "replay" or self.branching:
+            hud["action"] = ACTION_NAMES[self.action] + (f" [auto: {self.autopilot}]" if self.policy else "")
+            hud["model ms" if self.dream is not None and self.mode != "real" else "step ms"] = f"{self.model_ms:.1f}"
+            hud["fps"] = f"{self.actual_fps():.1f}"
+            if self.mode in ("dream", "compare") or self.branching:
+                hud["changed tokens"] = f"{self.changed}/336"
+            if self.curves["acc"]:
+                hud["token acc"] = f"{self.curves['acc'][-1]:.3f}"
+                hud["psnr"] = f"{self.curves['psnr'][-1]:.1f} dB"
+            if self.model_ms > 1000.0 / max(self.fps, 1e-6):
+                hud["slow"] = f"model {self.model_ms:.0f} ms > {1000 / self.fps:.0f} ms budget: game slowed"
+        if self.recorder is not None:
+            hud["episodes"] = f"{self.recorder.episodes} saved, this one {self.recorder.episode_frames} frames"
+        if self.paused:
+            hud["paused"] = "P to resume"
+        msg = self.message if time.perf_counter() < self._message_until else ""
+        if self.recorder is not None and self.recorder.message:
+            msg = self.recorder.message
+        return View(panels, hud, heat, curves, scrub, rec=self.recorder is not None, message=msg,
+                    stepped=stepped, model_ms=self.model_ms)
+
+    # ------------------------------------------------------------------ end
+    def close(self) -> bool:
+        """Save what is being recorded (the episode under way too). Returns False if it could not be."""
+        if self.recorder is None:
+            return True
+        ok = self.recorder.close()
+        if not ok:
+            self.say(self.recorder.message, 30)
+        return ok
+
+    def command(self, name: str, *args: Any) -> None:
+        """Run a command by name (what the app queues for the stepping thread)."""
+        allowed = {"restart", "reanchor", "toggle_pause", "toggle_autopilot", "set_autopilot", "seek",
+                   "next_episode", "toggle_play", "branch", "unbranch", "say"}
+        if name not in allowed:
+            raise ValueError(f"unknown session command {name!r}")
+        getattr(self, name)(*args)
+
+
+def e_count(episodes: Episodes | None) -> int:
+    return 0 if episodes is None else episodes.n_episodes
+
+
+def open_session(mode: str, checkpoint: str | Path | None, *, device: str = "auto", temperature: float = 0.0,
+                 seed: int = 0, out: str | Path | None = None, replay_file: str | Path | None = None,
+                 autopilot: str = "off", fps: float = 15.0) -> Session:
+    """Build a Session, loading what the mode needs (raises CheckpointError / DatasetError, one line)."""
+    episodes = Episodes.load(replay_file, mmap=True) if mode == "replay" and replay_file is not None else None
+    dream = None
+    if mode in ("dream", "compare") or (mode == "replay" and checkpoint is not None):
+        assert checkpoint is not None
+        dream = DreamEnv.from_checkpoint(checkpoint, device=device, temperature=temperature, seed=seed)
+    return Session(mode, dream, seed=seed, record_to=out, episodes=episodes, autopilot=autopilot, fps=fps)
