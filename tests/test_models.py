@@ -95,7 +95,7 @@ def test_block_causal_sequence_equals_one_sample_forward() -> None:
     seq = wm.forward_sequence(fr, ac, last_only=False).logits  # (B, 8, 336, V)
     one = wm(fr[:, :4], ac[:, 3]).logits
     torch.testing.assert_close(seq[:, 3], one, atol=1e-4, rtol=1e-4)
-    last = wm.forward_sequence(fr[:, :5], ac[:, :4], last_only=True).logits[:, -1]
+    last = wm.forward_sequence(fr[:, :4], ac[:, 3:4], last_only=True).logits[:, -1]
     torch.testing.assert_close(last, seq[:, 3], atol=1e-4, rtol=1e-4)
 
 

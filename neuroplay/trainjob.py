@@ -1,0 +1,234 @@
+"""Training launched from the game's menu: a subprocess, its progress parsed from its output, clean cancel.
+
+The trainer runs as `python -m training.cli <stage> ...` (or `python -m neuroplay.cli collect ...`) in
+its own process, so a crash or a slow step never freezes the window and the same code paths as the
+command line are used. Progress comes from what the trainers already print: tqdm bars on stderr
+(`wm:  12%|#2  | 24/200 [00:03<00:25, 7.0it/s, loss=0.51, acc=0.83]`) and eval lines
+(`wm step 200: val_loss 0.4, val_acc 0.9`). Cancel sends SIGINT: the trainers catch Ctrl-C, save a
+resumable checkpoint and exit, which is exactly what a person pressing Ctrl-C in a terminal gets.
+No pygame here: the app draws `TrainJob.progress` and `TrainJob.tail`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STAGES = ("collect", "vqvae", "tokenize", "wm", "all")
+PRESETS = ("tiny", "lite", "spec")
+TOKENS_FILE = "atari_tokens_hires.npz"
+
+_BAR = re.compile(
+    r"(?:(?P<desc>[\w-]+):\s*)?(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>[\d.]+[kMG]?)/(?P<total>[\d.]+[kMG]?)\s*"
+    r"\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)(?P<rest>[^\]]*)\]")
+_EVAL = re.compile(r"^(?P<stage>[\w-]+) step (?P<step>\d+): (?P<metrics>.+)$")
+_KV = re.compile(r"(?P<k>[A-Za-z_][\w]*)[ =](?P<v>-?[\d.]+(?:e-?\d+)?)")
+
+
+@dataclass
+class TrainSpec:
+    """What the menu's train screen asks for."""
+
+    stage: str
+    """collect, vqvae, tokenize, wm or all."""
+    preset: str = "lite"
+    """Model preset."""
+    data: str = ""
+    """Episode file to train on (collect: the file to write)."""
+    run_dir: str = ""
+    """Run folder (default: runs/game-<time>)."""
+    frames: int = 20_000
+    """collect: transitions to collect."""
+    steps: int = 0
+    """Optimizer steps (0: the stage's default); `all` applies it to both models."""
+    device: str = "auto"
+    extra: list[str] = field(default_factory=list)
+    """More flags passed through."""
+
+
+def command(spec: TrainSpec) -> list[str]:
+    """The argv that runs `spec` with this Python (`sys.executable`)."""
+    if spec.stage not in STAGES:
+        raise ValueError(f"unknown stage {spec.stage!r}; choose one of {', '.join(STAGES)}")
+    py = [sys.executable, "-u"]
+    if spec.stage == "collect":
+        out = spec.data or f"data/collected-{time.strftime('%Y%m%d-%H%M%S')}.npz"
+        return [*py, "-m", "neuroplay.cli", "collect", "--frames", str(spec.frames), "--out", out, *spec.extra]
+    if not spec.data and spec.stage != "wm":
+        raise ValueError(f"{spec.stage}: choose an episode file to train on (collect one first)")
+    run = spec.run_dir or f"runs/game-{time.strftime('%Y%m%d-%H%M%S')}"
+    argv = [*py, "-m", "training.cli", spec.stage, "--run-dir", run, "--device", spec.device]
+    if spec.stage == "wm":  # the world model trains on the run's token file (from `tokenize`)
+        argv += ["--data", str(Path(run) / TOKENS_FILE)]
+    else:
+        argv += ["--data", spec.data]
+    if spec.stage != "tokenize":
+        argv += ["--preset", spec.preset]
+    if spec.steps > 0:
+        argv += ["--vq-steps", str(spec.steps), "--wm-steps", str(spec.steps)] if spec.stage == "all" else \
+            ["--steps", str(spec.steps)] if spec.stage in ("vqvae", "wm") else []
+    return argv + list(spec.extra)
+
+
+def _num(s: str) -> float:
+    mult = {"k": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:], 1.0)
+    return float(s[:-1] if mult != 1.0 else s) * mult
+
+
+@dataclass
+class Progress:
+    """The latest numbers read from the trainer's output."""
+
+    stage: str = ""
+    step: int = 0
+    total: int = 0
+    eta: str = ""
+    rate: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Latest loss-like values (train `loss`, `acc`; eval `val_loss`, ...)."""
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+def parse_line(line: str, p: Progress) -> bool:
+    """Update `p` from one line of output; True if the line was a progress bar (not worth a log line)."""
+    m = _BAR.search(line)
+    if m:
+        p.stage = m["desc"] or p.stage
+        p.step, p.total, p.eta = int(_num(m["n"])), int(_num(m["total"])), m["eta"]
+        rest = m["rest"].strip(", ")
+        parts = [x.strip() for x in rest.split(",") if x.strip()]
+        if parts and "=" not in parts[0]:
+            p.rate = parts[0]
+        for kv in parts:
+            if "=" in kv:
+                k, v = kv.split("=", 1)
+                try:
+                    p.metrics[k.strip()] = float(v)
+                except ValueError:
+                    pass
+        return True
+    m = _EVAL.match(line.strip())
+    if m:
+        p.stage = m["stage"]
+        p.step = max(p.step, int(m["step"]))
+        for kv in _KV.finditer(m["metrics"]):
+            p.metrics[kv["k"]] = float(kv["v"])
+    return False
+
+
+class TrainJob:
+    """One training subprocess: start, follow, cancel."""
+
+    def __init__(self, argv: list[str], run_dir: str | Path | None = None, cwd: str | Path | None = None,
+                 tail: int = 200) -> None:
+        self.argv, self.cwd = argv, cwd
+        self.run_dir = Path(run_dir) if run_dir else _flag(argv, "--run-dir")
+        self.progress = Progress()
+        self.tail: deque[str] = deque(maxlen=tail)
+        self.bar = ""
+        """The latest progress-bar line (bars overwrite themselves with \\r)."""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+        self._reader: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_spec(cls, spec: TrainSpec, cwd: str | Path | None = None) -> TrainJob:
+        return cls(command(spec), cwd=cwd)
+
+    def start(self) -> TrainJob:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        kw: dict = {"start_new_session": True} if os.name == "posix" else {
+            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.cwd, env=env, **kw)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        buf = b""
+        while chunk := self.proc.stdout.read1(4096):  # type: ignore[attr-defined]
+            buf += chunk
+            *lines, buf = re.split(rb"[\r\n]", buf)
+            for raw in lines:
+                self._line(raw.decode("utf-8", "replace"))
+        if buf:
+            self._line(buf.decode("utf-8", "replace"))
+
+    def _line(self, line: str) -> None:
+        if not line.strip():
+            return
+        with self._lock:
+            if parse_line(line, self.progress):
+                self.bar = line.strip()
+            else:
+                self.tail.append(line.rstrip())
+
+    @property
+    def state(self) -> str:
+        """'idle', 'running', 'done', 'failed' or 'cancelled'."""
+        if self.proc is None:
+            return "idle"
+        rc = self.proc.poll()
+        if rc is None:
+            return "running"
+        return "cancelled" if self.cancelled else "done" if rc == 0 else "failed"
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def lines(self, n: int = 12) -> list[str]:
+        """The last `n` log lines (progress bars left out; the latest bar is `self.bar`)."""
+        with self._lock:
+            return list(self.tail)[-n:]
+
+    def cancel(self, timeout: float = 30.0) -> int | None:
+        """SIGINT (the trainer saves and exits), then terminate/kill if it does not stop in `timeout`."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.returncode
+        self.cancelled = True
+        try:
+            self.proc.send_signal(signal.SIGINT if os.name == "posix" else signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                return self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self.proc is not None
+        rc = self.proc.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return rc
+
+    def checkpoint(self) -> Path | None:
+        """The run folder if it now holds a playable pair (`vqvae/` and `wm/`), else None."""
+        d = self.run_dir
+        if d is None:
+            return None
+        d = Path(self.cwd or ".") / d if not d.is_absolute() else d
+        ok = all((d / sub / "config.json").is_file() and (d / sub / "model.safetensors").is_file()
+                 for sub in ("vqvae", "wm"))
+        return d if ok else None
+
+
+def _flag(argv: list[str], name: str) -> Path | None:
+    return Path(argv[argv.index(name) + 1]) if name in argv[:-1] else None

@@ -1,0 +1,207 @@
+"""The real-time path: the KV-cached step is the same function as the full forward, and the engine is sane.
+
+Why these tests: the `lite` model is trained with `forward_sequence` (whole clips under the block-causal
+mask) but played with `new_cache/push_frame/query`; if the two ever disagree, the game dreams with a model
+nobody trained. The cache must also stay exact as the window slides (rotary time, not absolute), and the
+engine must be deterministic at temperature 0 and keep the action out of the frame pass (that is what
+lets the game run the frame pass before the key is read). No timings here: speed lives in `neuroplay bench`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuroplay.config import get_preset
+from neuroplay.engine import DreamEngine
+from neuroplay.models.vqvae import VQVAE
+from neuroplay.models.world_model import TemporalWorldModel
+
+ATOL = 2e-4  # fp32 float error between two orders of the same sums (logits are O(1))
+
+
+def random_models(preset: str, seed: int = 0) -> tuple[VQVAE, TemporalWorldModel]:
+    """Random-init pair of a preset; the action bias is scaled up so actions visibly change the logits."""
+    torch.manual_seed(seed)
+    p = get_preset(preset)
+    wm = TemporalWorldModel(p.wm).eval()
+    with torch.no_grad():
+        wm.action_spatial_bias.mul_(25.0)
+    return VQVAE(p.vq).eval(), wm
+
+
+def random_tokens(shape: tuple[int, ...], seed: int = 0, n_vocab: int = 32) -> torch.Tensor:
+    return torch.randint(n_vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def fp32_engine(preset: str, **kw: object) -> DreamEngine:
+    vq, wm = random_models(preset)
+    return DreamEngine(vq, wm, "cpu", "fp32", **kw)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ cache == full forward
+@pytest.mark.parametrize("preset", ["tiny", "lite"])
+def test_cached_steps_equal_forward_sequence(preset: str) -> None:
+    """Pushing frames one by one and querying gives forward_sequence's logits for every step."""
+    _, wm = random_models(preset)
+    b, n = 2, 7
+    frames = random_tokens((b, n, wm.n_tokens), seed=1)
+    actions = random_tokens((b, n - 1), seed=2, n_vocab=4)
+    with torch.inference_mode():
+        full = wm.forward_sequence(frames, actions).logits  # (B, n-1, 336, V)
+        cache = wm.new_cache()
+        for t in range(n - 1):
+            wm.push_frame(cache, frames[:, t])
+            assert cache.n_frames == min(t + 1, wm.cfg.max_history)
+            step = wm.query(cache, actions[:, t]).logits
+            torch.testing.assert_close(step, full[:, t], atol=ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "lite"])
+def test_cache_stays_exact_as_window_slides(preset: str) -> None:
+    """After many pushes (frame time 12), the cached step equals `forward` of the last 4 frames (time 0-3):
+    only time differences matter, so keys computed when a frame entered the window stay valid."""
+    _, wm = random_models(preset)
+    frames = random_tokens((1, 13, wm.n_tokens), seed=3)
+    with torch.inference_mode():
+        cache = wm.new_cache()
+        for t in range(13):
+            wm.push_frame(cache, frames[:, t])
+        assert cache.n_frames == wm.cfg.max_history and cache.t == 13
+        for a in range(4):
+            action = torch.tensor([a])
+            want = wm(frames[:, -4:], action).logits
+            torch.testing.assert_close(wm.query(cache, action).logits, want, atol=ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "lite", "tiny-full"])
+def test_engine_logits_equal_model_forward(preset: str) -> None:
+    """The engine's logits are the model's forward on the same 4-frame history, before and after steps."""
+    eng = fp32_engine(preset)
+    wm, w = eng.wm, eng.window
+    hist = random_tokens((w, wm.n_tokens), seed=4)
+    eng.reset(tokens=hist)
+    history = list(hist)
+    with torch.inference_mode():
+        for i, a in enumerate([0, 3, 2, 1, 2]):
+            want = wm(torch.stack(history[-w:])[None], torch.tensor([a])).logits[0]
+            torch.testing.assert_close(eng.logits(a), want, atol=ATOL, rtol=1e-4, msg=f"step {i}")
+            s = eng.step(a)
+            assert torch.equal(torch.from_numpy(s.tokens).long(), want.argmax(-1)), f"step {i}"
+            history.append(torch.from_numpy(s.tokens).long())
+
+
+def test_short_start_is_padded_like_the_model() -> None:
+    """A dream started from one frame still steps (full attention repeats the first frame to fill 4)."""
+    for preset in ("tiny", "tiny-full"):
+        eng = fp32_engine(preset)
+        frame = eng.reset(tokens=random_tokens((1, 336), seed=5))
+        assert frame.shape == (84, 64, 3)
+        assert eng.step(1).frame.shape == (84, 64, 3)
+
+
+# ------------------------------------------------------------------------------ engine behaviour
+def test_reset_and_step_shapes() -> None:
+    eng = fp32_engine("tiny")
+    rng = np.random.default_rng(0)
+    first = eng.reset(frames=rng.integers(0, 256, (4, 84, 64, 3), dtype=np.uint8))
+    assert first.shape == (84, 64, 3) and first.dtype == np.uint8
+    prev = eng.last_tokens
+    s = eng.step(2)
+    assert s.frame.shape == (84, 64, 3) and s.frame.dtype == np.uint8
+    assert s.tokens.shape == (336,) and s.tokens.dtype == np.uint8 and int(s.tokens.max()) < 32
+    assert s.changed_tokens == int((torch.from_numpy(s.tokens).long() != prev).sum())
+    assert set(s.timings_ms) == {"prepare", "model", "decode", "total"}
+    assert all(v >= 0 for v in s.timings_ms.values())
+    with pytest.raises(ValueError):
+        eng.reset()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-full"])
+def test_temperature_zero_is_deterministic(preset: str) -> None:
+    hist = random_tokens((4, 336), seed=6)
+    runs = []
+    for _ in range(2):
+        eng = fp32_engine(preset)
+        eng.reset(tokens=hist)
+        runs.append([eng.step(a).tokens for a in (0, 1, 2, 3, 2, 2)])
+    for x, y in zip(*runs):
+        np.testing.assert_array_equal(x, y)
+    # A reset replays the dream from the same start in the same engine too.
+    eng.reset(tokens=hist)
+    np.testing.assert_array_equal(eng.step(0).tokens, runs[1][0])
+
+
+def test_sampling_is_reproducible_with_the_seed() -> None:
+    hist = random_tokens((4, 336), seed=7)
+    outs = []
+    for _ in range(2):
+        eng = fp32_engine("tiny", temperature=1.0, seed=3)
+        eng.reset(tokens=hist)
+        outs.append(np.stack([eng.step(a).tokens for a in (0, 2, 3)]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_frame_pass_is_independent_of_the_action() -> None:
+    """prepare() pushes the newest frame before any action is known; queries for any action leave the
+    cache untouched, so the game can run the frame pass while it waits for the key."""
+    eng = fp32_engine("tiny")
+    eng.reset(tokens=random_tokens((4, 336), seed=8))
+    assert eng.pending is not None
+    assert eng.prepare() > 0 and eng.pending is None
+    assert eng.prepare() == 0.0  # nothing left to do until the next step
+    assert eng.cache is not None
+    keys = [[k.clone() for k in layer] for layer in eng.cache.keys]
+    t = eng.cache.t
+    logits = [eng.logits(a) for a in range(4)]
+    assert eng.cache.t == t
+    for layer, saved in zip(eng.cache.keys, keys):
+        for k, k0 in zip(layer, saved):
+            assert torch.equal(k, k0)
+    torch.testing.assert_close(eng.logits(0), logits[0])  # querying twice gives the same answer
+    assert not torch.allclose(logits[0], logits[2])  # ... and the action does reach the query pass
+
+
+def test_cache_holds_only_frame_passes() -> None:
+    """After steps under different actions, the engine's cache is exactly the frame passes of the frames
+    it saw: the action of a step never leaks into the keys/values later steps attend to."""
+    eng = fp32_engine("tiny")
+    hist = random_tokens((4, 336), seed=9)
+    eng.reset(tokens=hist)
+    seen = list(hist)
+    for a in (3, 0, 2, 1, 1):
+        seen.append(torch.from_numpy(eng.step(a).tokens).long())
+    eng.prepare()
+    ref = eng.wm.new_cache()
+    with torch.inference_mode():
+        for t in seen:
+            eng.wm.push_frame(ref, t[None])
+    assert eng.cache is not None and eng.cache.t == ref.t == len(seen)
+    for got, want in zip(eng.cache.keys + eng.cache.values, ref.keys + ref.values):
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------------------ bf16 vs fp32
+def test_bf16_engine_agrees_with_fp32(tiny_run: Path, breakout_file: Path) -> None:
+    """Trained tiny pair: bf16 weights pick the same token as fp32 for most positions, frames look alike."""
+    from neuroplay.data.episodes import Episodes
+
+    frames = Episodes.load(breakout_file).frames[10:14]
+    e32 = DreamEngine.from_checkpoint(tiny_run, "cpu", dtype="fp32")
+    e16 = DreamEngine.from_checkpoint(tiny_run, "cpu", dtype="bf16")
+    assert e16.dtype == torch.bfloat16 and e32.dtype == torch.float32
+    f32, f16 = e32.reset(frames=frames), e16.reset(frames=frames)
+    assert np.abs(f32.astype(int) - f16.astype(int)).mean() < 8  # of 255
+    seen = list(e32.encode(frames).cpu().numpy())
+    agree = []
+    for a in (1, 2, 2, 3, 0):
+        l32, l16 = e32.logits(a), e16.logits(a)
+        agree.append((l32.argmax(-1) == l16.argmax(-1)).float().mean().item())
+        # Keep both dreams on the fp32 tokens so each step compares like with like.
+        seen.append(e32.step(a).tokens)
+        e16.reset(tokens=np.stack(seen[-4:]))
+    assert min(agree) > 0.9, agree
