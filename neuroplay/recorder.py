@@ -22,6 +22,8 @@ from neuroplay.data.collect import PREPROCESSING
 from neuroplay.data.episodes import DatasetError, Episodes
 
 SOURCE = "human"
+ASSISTED = "human+autopilot"
+"""Source of an episode in which the autopilot played some steps (not weighted as expert play)."""
 
 
 class Recorder:
@@ -37,6 +39,7 @@ class Recorder:
         self.rewards: list[float] = []
         self.dones: list[bool] = []
         self.seed = 0
+        self.assisted = False
         self.unsaved: list[tuple[Episodes, int]] = []
         """Finished episodes whose write failed (retried later), with their seeds."""
         self.saved_episodes = 0
@@ -59,12 +62,14 @@ class Recorder:
     def start(self, frame: np.ndarray, seed: int = 0) -> None:
         """Begin an episode at the emulator's reset frame (`seed`: the emulator's, for replay)."""
         self.frames, self.actions, self.rewards, self.dones = [np.array(frame, np.uint8)], [], [], []
-        self.seed = int(seed)
+        self.seed, self.assisted = int(seed), False
 
-    def add(self, action: int, frame: np.ndarray, reward: float, done: bool) -> bool:
-        """Record one transition; on `done` the episode is written. Returns True if it was saved."""
+    def add(self, action: int, frame: np.ndarray, reward: float, done: bool, assisted: bool = False) -> bool:
+        """Record one transition (`assisted`: the autopilot chose it); on `done` the episode is written.
+        Returns True if it was saved."""
         if not self.frames:
             raise RuntimeError("Recorder.add before start()")
+        self.assisted = self.assisted or assisted
         self.actions.append(int(action))
         self.frames.append(np.array(frame, np.uint8))
         self.rewards.append(float(reward))
@@ -78,6 +83,7 @@ class Recorder:
         if self.actions:
             self.unsaved.append((self._episode(), self.seed))
         self.frames, self.actions, self.rewards, self.dones = self.frames[-1:], [], [], []
+        self.assisted = False
         return self.flush()
 
     def close(self) -> bool:
@@ -124,7 +130,7 @@ class Recorder:
         return Episodes(
             frames=np.stack(self.frames[: n + 1]), tokens=None, actions=np.asarray(self.actions, np.uint8),
             rewards=np.asarray(self.rewards, np.float32), dones=np.asarray(self.dones, bool),
-            episode_lengths=np.asarray([n], np.int64), sources=[self.source], meta={},
+            episode_lengths=np.asarray([n], np.int64), sources=[ASSISTED if self.assisted else self.source], meta={},
         )
 
     def _meta(self, old: Episodes | None) -> dict[str, Any]:

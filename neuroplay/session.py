@@ -26,7 +26,7 @@ from neuroplay.config import ACTION_NAMES
 from neuroplay.data.episodes import Episodes
 from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
 from neuroplay.envs.dream import HISTORY, DreamEnv
-from neuroplay.envs.real import RealEnv
+from neuroplay.envs.real import MAX_EPISODE_STEPS, RealEnv
 from neuroplay.recorder import Recorder
 
 MODES = ("dream", "real", "compare", "record", "replay")
@@ -98,7 +98,7 @@ class Session:
 
     def __init__(self, mode: str = "dream", dream: DreamEnv | None = None, *, seed: int = 0,
                  record_to: str | Path | None = None, episodes: Episodes | None = None,
-                 autopilot: str = "off", fps: float = 15.0) -> None:
+                 autopilot: str = "off", fps: float = 15.0, max_steps: int = MAX_EPISODE_STEPS) -> None:
         if mode not in MODES:
             raise ValueError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode in ("dream", "compare") and dream is None:
@@ -111,7 +111,7 @@ class Session:
             if episodes.frames is None and dream is None:
                 raise ValueError("this file holds tokens; replaying it needs --checkpoint with its VQ-VAE")
         self.mode, self.dream, self.seed, self.fps = mode, dream, seed, fps
-        self.real: RealEnv | None = RealEnv(seed) if mode != "replay" else None
+        self.real: RealEnv | None = RealEnv(seed, max_steps=max_steps) if mode != "replay" else None
         self.recorder = Recorder(record_to) if mode == "record" and record_to is not None else None
         self.episodes = episodes
         self.real_frames: deque[np.ndarray] = deque(maxlen=HISTORY)
@@ -138,6 +138,8 @@ class Session:
             self.cursor = 0
             return
         assert self.real is not None
+        if self.recorder is not None and self.recorder.episode_frames:  # R mid-episode: keep what was played
+            self.recorder.finish_episode()
         seed = self.seed + (self.recorder.episodes if self.recorder else 0)
         self.real_frames.clear()
         self.real_frames.append(self.real.reset(seed=seed))
@@ -146,7 +148,7 @@ class Session:
         if self.mode in ("dream", "compare"):  # warm-up NOOPs give the model a full 4-frame history
             while len(self.real_frames) < HISTORY:
                 self.real_frames.append(self.real.step(NOOP).frame)
-            self.reanchor()
+            self.reanchor(quiet=True)
         self.real_frame = self.real_frames[-1]
         self.frame = self.real_frame if self.mode in ("real", "record") else self.frame
         self.curves["acc"].clear()
@@ -155,7 +157,7 @@ class Session:
         if self.policy is not None:
             self.policy.reset()
 
-    def reanchor(self) -> None:
+    def reanchor(self, quiet: bool = False) -> None:
         """Give the dream the real game's last frames as history (drift gone, dream resynchronised)."""
         if self.dream is None:
             return
@@ -165,7 +167,8 @@ class Session:
             return
         self.frame = self.dream.reset(np.stack(list(self.real_frames)))
         self.changed = 0
-        self.say("re-anchored on the real game")
+        if not quiet:
+            self.say("re-anchored on the real game")
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -260,7 +263,7 @@ class Session:
 
     def _advance(self, action: int) -> None:
         t0 = time.perf_counter()
-        if self.dream is not None and self.mode in ("dream", "compare") or self.branching:
+        if self.dream is not None and (self.mode in ("dream", "compare") or self.branching):
             assert self.dream is not None
             d = self.dream.step(action)
             self.frame, self.changed = d.frame, int(d.info["changed_tokens"])
@@ -279,7 +282,7 @@ class Session:
             self.frame = r.frame
             self.model_ms = (time.perf_counter() - t0) * 1e3
         if self.recorder is not None:
-            saved = self.recorder.add(action, r.frame, r.reward, r.done)
+            saved = self.recorder.add(action, r.frame, r.reward, r.done, assisted=self.policy is not None)
             if saved:
                 self.say(f"episode {self.recorder.saved_episodes} saved to {self.recorder.path}")
         if self.mode == "compare":

@@ -171,6 +171,11 @@ class TrainJob:
     def _line(self, line: str) -> None:
         if not line.strip():
             return
+        m = _BAR.search(line)
+        if m and (line[: m.start()].strip() or line[m.end() :].strip()):  # a bar glued to other output
+            for part in (line[: m.start()], m.group(0), line[m.end() :]):
+                self._line(part)
+            return
         with self._lock:
             if parse_line(line, self.progress):
                 self.bar = line.strip()

@@ -62,7 +62,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, breakout_file: Path) -> P
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     common = dict(preset="tiny", run_dir=str(run), device="cpu", progress_bar=False)
-    train_vqvae(VQTrainConfig(data=[str(breakout_file)], steps=150, batch_size=16, val_frames=64, **common))
+    train_vqvae(VQTrainConfig(data=[str(breakout_file)], steps=150, batch_size=16, val_frames=64, eval_every=50,
+                            **common))
     tokenize(TokenizeConfig(data=[str(breakout_file)], run_dir=str(run), device="cpu"))
     train_wm(WMTrainConfig(data=[str(run / "atari_tokens_hires.npz")], steps=60, batch_size=8, seq_frames=8,
                            warmup=10, lr=3e-3, val_samples=64, eval_every=30, **common))

@@ -62,24 +62,43 @@ def test_cached_steps_equal_forward_sequence(preset: str) -> None:
 
 @pytest.mark.parametrize("preset", ["tiny", "lite"])
 def test_cache_stays_exact_as_window_slides(preset: str) -> None:
-    """After many pushes (frame time 12), the cached step equals `forward` of the last 4 frames (time 0-3):
-    only time differences matter, so keys computed when a frame entered the window stay valid."""
+    """Far into a game (frame time 20), the cached step equals `forward_sequence` over just the frames it
+    can depend on, started at time 0: only time differences matter (rotary time), so keys computed when
+    a frame entered the window stay valid.
+
+    Each layer looks 3 frames back, so through L layers the step depends on the last 3L+1 frames, not
+    only the last 4 (as in a sliding-window LM): `forward` on a 4-frame history is the play-time function
+    only for the first steps of a dream.
+    """
     _, wm = random_models(preset)
-    frames = random_tokens((1, 13, wm.n_tokens), seed=3)
+    span = 3 * wm.cfg.n_layers + 1
+    n = span + 7
+    frames = random_tokens((1, n, wm.n_tokens), seed=3)
     with torch.inference_mode():
         cache = wm.new_cache()
-        for t in range(13):
+        for t in range(n):
             wm.push_frame(cache, frames[:, t])
-        assert cache.n_frames == wm.cfg.max_history and cache.t == 13
+        assert cache.n_frames == wm.cfg.max_history and cache.t == n
         for a in range(4):
             action = torch.tensor([a])
-            want = wm(frames[:, -4:], action).logits
+            want = wm.forward_sequence(frames[:, -span:], action[:, None], last_only=True).logits[:, 0]
             torch.testing.assert_close(wm.query(cache, action).logits, want, atol=ATOL, rtol=1e-4)
+        # The frame just outside that span does not matter at all (same ops on the same inputs: bitwise
+        # equal); the oldest frame inside it does, if only a little at random init.
+        for back, matters in ((span + 1, False), (span, True)):
+            other = frames.clone()
+            other[:, -back] = (other[:, -back] + 1) % wm.cfg.n_vocab
+            c2 = wm.new_cache()
+            for t in range(n):
+                wm.push_frame(c2, other[:, t])
+            diff = (wm.query(c2, action).logits - wm.query(cache, action).logits).abs().max().item()
+            assert (diff > 0) == matters, (back, diff)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "lite", "tiny-full"])
 def test_engine_logits_equal_model_forward(preset: str) -> None:
-    """The engine's logits are the model's forward on the same 4-frame history, before and after steps."""
+    """The engine's logits are the model's own forward on the same frames, before and after steps: the
+    last 4 frames for full attention, the dream so far (started at time 0) for the cached models."""
     eng = fp32_engine(preset)
     wm, w = eng.wm, eng.window
     hist = random_tokens((w, wm.n_tokens), seed=4)
@@ -87,7 +106,11 @@ def test_engine_logits_equal_model_forward(preset: str) -> None:
     history = list(hist)
     with torch.inference_mode():
         for i, a in enumerate([0, 3, 2, 1, 2]):
-            want = wm(torch.stack(history[-w:])[None], torch.tensor([a])).logits[0]
+            action = torch.tensor([a])
+            if wm.block_causal:  # the dream's whole history (see test_cache_stays_exact_as_window_slides)
+                want = wm.forward_sequence(torch.stack(history)[None], action[:, None], last_only=True).logits[0, 0]
+            else:
+                want = wm(torch.stack(history[-w:])[None], action).logits[0]
             torch.testing.assert_close(eng.logits(a), want, atol=ATOL, rtol=1e-4, msg=f"step {i}")
             s = eng.step(a)
             assert torch.equal(torch.from_numpy(s.tokens).long(), want.argmax(-1)), f"step {i}"

@@ -67,7 +67,7 @@ class DreamEnv:
         else:
             if frames is None:
                 frames = real_history(self.seed)
-            frames = np.asarray(frames, dtype=np.uint8)
+            frames = np.array(frames, dtype=np.uint8)  # a copy: torch refuses read-only (memory-mapped) arrays
             if frames.ndim == 3:
                 frames = frames[None]
             self.frame = self.engine.reset(frames)

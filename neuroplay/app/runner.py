@@ -1,0 +1,142 @@
+"""Stepping the session off the UI thread, and the frame statistics of `--stats` (no pygame here).
+
+Why a thread: with the `spec` model on a CPU one dream step takes longer than the 67 ms frame budget.
+The window must still read input, redraw and answer the OS every frame, so the step runs on a worker
+and the UI shows the newest finished frame; a tick without a new frame is a *dropped frame* and the
+game simply runs slower (the HUD says so). After each step the worker also runs the dream's
+action-independent pass (`Session.idle`) while the player decides the next key.
+PyTorch releases the GIL inside its kernels, so the UI thread stays responsive during inference.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from neuroplay.session import Keys, Session, View
+
+Command = tuple[Any, ...]
+"""(name, *args) of a `Session.command`."""
+
+
+class Stepper:
+    """Runs `Session.step` (and queued commands) on one worker thread, or inline (`threaded=False`)."""
+
+    def __init__(self, session: Session, threaded: bool = True) -> None:
+        self.session = session
+        self.threaded = threaded
+        self._latest: View = session.view()
+        self._new = False
+        self._busy = False
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue[tuple[Keys | None, list[Command]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._work, name="neuroplay-step", daemon=True)
+            self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def submit(self, keys: Keys | None, commands: list[Command] | None = None) -> bool:
+        """Start the next frame (commands first); False if the previous one is still running."""
+        if self._busy:
+            return False
+        self._busy = True
+        job = (keys, list(commands or []))
+        if self.threaded:
+            self._jobs.put(job)
+        else:
+            self._run(*job)
+        return True
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._run(*job)
+
+    def _run(self, keys: Keys | None, commands: list[Command]) -> None:
+        try:
+            for name, *args in commands:
+                self.session.command(name, *args)
+            view = self.session.step(keys)
+            with self._lock:
+                self._latest, self._new = view, self._new or view.stepped or bool(commands)
+            self.session.idle()
+        except BaseException as e:  # noqa: BLE001 - handed to the UI thread, which re-raises it
+            self._error = e
+        finally:
+            self._busy = False
+
+    def poll(self) -> tuple[View, bool]:
+        """The newest view and whether it is new since the last poll; re-raises a worker error."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        with self._lock:
+            new, self._new = self._new, False
+            return self._latest, new
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the worker is idle (before closing or switching sessions)."""
+        t0 = time.perf_counter()
+        while self._busy and time.perf_counter() - t0 < timeout:
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        """Stop the worker after the job under way; the session itself is closed by the caller."""
+        self.wait()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(5)
+            self._thread = None
+
+
+class FrameStats:
+    """Per-tick timing of the UI loop: what `--stats OUT.json` reports."""
+
+    def __init__(self, target_fps: float) -> None:
+        self.target_fps = target_fps
+        self.t0: float | None = None
+        self.last_frame: float | None = None
+        self.frame_ms: list[float] = []
+        self.model_ms: list[float] = []
+        self.ticks = self.frames = self.dropped = 0
+
+    def tick(self, new_frame: bool, waiting: bool, model_ms: float = 0.0) -> None:
+        """One UI tick: `new_frame` if a game frame was shown, `waiting` if the model was still busy."""
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = now
+        self.ticks += 1
+        if new_frame:
+            if self.last_frame is not None:
+                self.frame_ms.append((now - self.last_frame) * 1e3)
+            self.last_frame = now
+            self.frames += 1
+            if model_ms > 0:
+                self.model_ms.append(model_ms)
+        elif waiting:
+            self.dropped += 1
+
+    def summary(self) -> dict[str, Any]:
+        span = (self.last_frame - self.t0) if self.t0 is not None and self.last_frame is not None else 0.0
+
+        def pct(xs: list[float]) -> dict[str, float]:
+            if not xs:
+                return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0}
+            a = np.asarray(xs)
+            return {"mean": round(float(a.mean()), 2),
+                    **{f"p{q}": round(float(np.percentile(a, q)), 2) for q in (50, 95, 99)}}
+
+        return {
+            "target_fps": self.target_fps, "ticks": self.ticks, "frames": self.frames,
+            "sustained_fps": round((self.frames - 1) / span, 2) if span > 0 else 0.0,
+            "frame_time_ms": pct(self.frame_ms), "model_step_ms": pct(self.model_ms),
+            "dropped_frames": self.dropped,
+        }

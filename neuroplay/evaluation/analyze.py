@@ -1,0 +1,133 @@
+"""`neuroplay analyze vqvae | actions`: look inside a checkpoint (SPEC.md utils `analyze_vqvae`,
+`check_action_conditioning`).
+
+- vqvae: how the codebook is used (histogram, perplexity, dead codes: a share under 1% of the mean share, the
+  quantizer's own reset rule) and how well frames come back (aggregate PSNR, the worst frames side by side
+  with their reconstruction). A collapsed codebook or a VQ that erases the ball caps every world-model figure.
+- actions: from the same history, the next frame under each of the 4 actions, and which tokens differ from
+  the NOOP prediction. A model that ignores actions shows four identical frames and empty difference maps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from neuroplay.config import ACTION_NAMES
+from neuroplay.evaluation.metrics import Dreamer, EvalData, FrameSource, paddle_x, psnr_from_mse, to_uint8
+
+
+def _grid(rows: list[list[np.ndarray]], scale: int = 2, gap: int = 2) -> np.ndarray:
+    """Tiles (84, 64, 3) uint8 in rows -> one image, grey gaps, upscaled."""
+    out = [np.concatenate([np.pad(t, ((gap, gap), (gap, gap), (0, 0)), constant_values=90) for t in r], 1)
+           for r in rows]
+    img = np.concatenate(out, 0)
+    return img.repeat(scale, 0).repeat(scale, 1)
+
+
+@torch.inference_mode()
+def analyze_vqvae(vq: Any, data: EvalData, samples: np.ndarray, out_dir: str | Path, worst: int = 8,
+                  batch_size: int = 64, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Codebook usage and reconstruction over the frames t of `samples`; writes PNGs to `out_dir`."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    src = FrameSource(data, vq, torch.device(device), batch_size)
+    k = vq.cfg.n_embeddings
+    rows = np.sort(data.rows(samples))
+    counts, mse = np.zeros(k, np.int64), np.zeros(len(rows))
+    for i in range(0, len(rows), batch_size):
+        r = rows[i : i + batch_size]
+        tok, real = src.fetch(r, pixels=data.kind == "frames")
+        counts += np.bincount(tok.reshape(-1).cpu().numpy(), minlength=k)[:k]
+        if real is not None:
+            mse[i : i + len(r)] = ((src.decode01(tok) - real) ** 2).flatten(1).mean(1).cpu().numpy()
+    p = counts / max(1, counts.sum())
+    nz = p[p > 0]
+    dead = p < vq.cfg.dead_code_threshold / k
+    out: dict[str, Any] = {
+        "frames": int(len(rows)), "codebook_size": k, "perplexity": float(np.exp(-(nz * np.log(nz)).sum())),
+        "dead_codes": int(dead.sum()), "unused_codes": int((counts == 0).sum()),
+        "recon_psnr": psnr_from_mse(float(mse.mean())) if data.kind == "frames" else None,
+        "usage": p.round(6).tolist(),
+    }
+    fig = Figure(figsize=(7, 3), dpi=110)
+    ax = fig.subplots()
+    ax.bar(np.arange(k), p, color=["tab:red" if x else "tab:blue" for x in dead])
+    ax.axhline(vq.cfg.dead_code_threshold / k, color="k", lw=0.8, ls="--", label="dead-code threshold")
+    ax.set_xlabel("code")
+    ax.set_ylabel("share of tokens")
+    ax.set_yscale("log")
+    ax.set_title(f"codebook usage: perplexity {out['perplexity']:.1f} of {k}, {out['dead_codes']} dead")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(d / "codebook_usage.png")
+    out["files"] = [str(d / "codebook_usage.png")]
+    if data.kind == "frames" and worst > 0:
+        bad = rows[np.argsort(-mse)[:worst]]
+        real = data.images(bad)
+        rec = to_uint8(src.decode01(src.fetch(bad, pixels=False)[0]))
+        diff = np.clip(np.abs(real.astype(np.int16) - rec.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+        iio.imwrite(d / "worst_reconstructions.png", _grid([[a, b, c] for a, b, c in zip(real, rec, diff)]))
+        out["worst_rows"] = bad.tolist()
+        out["worst_psnr"] = [psnr_from_mse(float(x)) for x in np.sort(mse)[::-1][:worst]]
+        out["files"].append(str(d / "worst_reconstructions.png"))
+    return out
+
+
+@torch.inference_mode()
+def analyze_actions(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_dir: str | Path,
+                    device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Next frame under each action from the same histories (`samples`), token differences vs NOOP; PNG + dict."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    src = FrameSource(data, vq, torch.device(device))
+    n = len(samples)
+    rows = (data.rows(samples)[:, None] + np.arange(-3, 1)).reshape(-1)
+    hist = src.fetch(rows, pixels=False)[0].view(n, 4, -1)
+    dream = Dreamer(wm, hist)
+    logp = [F.log_softmax(dream.logits(torch.full((n,), a, device=hist.device)), -1) for a in range(4)]
+    preds = [lp.argmax(-1) for lp in logp]  # 4 x (n, 336)
+    last = hist[:, -1]
+    frames = to_uint8(src.decode01(torch.cat([last] + preds))).reshape(5, n, 84, 64, 3)
+    x = paddle_x(frames.reshape(-1, 84, 64, 3)).reshape(5, n)
+    stats: dict[str, Any] = {}
+    for a, name in enumerate(ACTION_NAMES):
+        kl = (logp[a].exp() * (logp[a] - logp[0])).sum(-1).mean()
+        stats[name] = {"tokens_changed_vs_last": float((preds[a] != last).sum(1).float().mean()),
+                       "tokens_differ_from_noop": float((preds[a] != preds[0]).sum(1).float().mean()),
+                       "kl_vs_noop": float(kl), "paddle_dx": _nanmean(x[a + 1] - x[0])}
+    tiles = []
+    for i in range(n):
+        row = [frames[j, i] for j in range(5)]
+        for a in range(1, 4):
+            mask = (preds[a][i] != preds[0][i]).view(21, 16).cpu().numpy().repeat(4, 0).repeat(4, 1)[..., None]
+            row.append((frames[a + 1, i] * 0.35 + mask * np.array([255, 220, 0]) * 0.65).astype(np.uint8))
+        tiles.append(row)
+    iio.imwrite(d / "actions.png", _grid(tiles))
+    return {"states": n, "columns": ["last frame", *ACTION_NAMES, "FIRE vs NOOP", "RIGHT vs NOOP", "LEFT vs NOOP"],
+            "per_action": stats, "files": [str(d / "actions.png")]}
+
+
+def _nanmean(x: np.ndarray) -> float | None:
+    return float(np.nanmean(x)) if (~np.isnan(x)).any() else None
+
+
+def vqvae_table(r: dict[str, Any]) -> str:
+    psnr = "-" if r["recon_psnr"] is None else f"{r['recon_psnr']:.2f} dB"
+    return (f"frames {r['frames']}, codebook {r['codebook_size']}: perplexity {r['perplexity']:.2f}, "
+            f"dead codes {r['dead_codes']}, unused {r['unused_codes']}, reconstruction PSNR {psnr}")
+
+
+def actions_table(r: dict[str, Any]) -> str:
+    lines = [f"{'action':<6}  {'changed vs last':>15}  {'differ from NOOP':>16}  {'KL vs NOOP':>10}  {'paddle dx':>9}"]
+    for name, s in r["per_action"].items():
+        dx = "-" if s["paddle_dx"] is None else f"{s['paddle_dx']:+.2f}"
+        lines.append(f"{name:<6}  {s['tokens_changed_vs_last']:>15.1f}  {s['tokens_differ_from_noop']:>16.1f}  "
+                     f"{s['kl_vs_noop']:>10.4f}  {dx:>9}")
+    return "\n".join(lines)

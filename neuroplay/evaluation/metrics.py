@@ -1,0 +1,346 @@
+"""The world-model metrics of SPEC.md "Evaluation", each beside its copy-last-frame baseline.
+
+Breakout's background is static (under 1% of pixels change per step), so token accuracy alone flatters any
+model: copying the last frame scores ~97%. Every figure here therefore comes with what copying the last real
+frame scores, and `changed_token_acc` scores only the tokens that move. Definitions (issue 5):
+
+- a sample is (episode, t) with t >= 3 and t+h inside the episode for horizon h (`indices.py`);
+- open-loop rollouts: the model feeds on its own argmax, the recorded actions drive it;
+- PSNR is aggregate: 10*log10(1 / MSE over all samples and pixels), pixels in [0, 1], capped at
+  `PSNR_CAP` dB for a perfect match; `copy_last_psnr_hK` compares real frame t+K with real frame t.
+  "Real" frames are the file's pixels, or the VQ decode of a token file's tokens;
+- `mirror_consistency`: with M(x) = encode(flip_lr(decode(x))), the token agreement between the prediction
+  from M(history) under the mirrored action (LEFT<->RIGHT) and M(prediction from history). A model that
+  ignores actions also scores 1.0, so read it beside `action_sensitivity`;
+- `action_sensitivity`: mean per-token KL(p_LEFT || p_RIGHT) of the 1-step predictions (nats), and
+  `action_paddle_dx`: mean paddle x under RIGHT minus under LEFT in the decoded predictions (pixels), over
+  states where both decoded paddles are plausible moves from the last frame's (`paddle_move`).
+
+All of it runs batched under `torch.inference_mode`; block-causal models (lite) roll out through their
+KV cache, so a step costs one frame pass and one query pass instead of a 4-frame forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.envs.breakout import detect
+from neuroplay.models.vqvae import to_uint8_image
+
+NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
+MIRROR_ACTION = (NOOP, FIRE, LEFT, RIGHT)
+PSNR_CAP = 100.0
+REPORT_HORIZONS = (1, 5, 10)
+MAX_PADDLE_STEP = 10.0
+"""Largest paddle move between frames (px) taken as real: 99.9% of real steps are under 9.4 px."""
+
+
+def psnr_from_mse(mse: float, cap: float = PSNR_CAP) -> float:
+    """10*log10(1/mse) for pixels in [0, 1]; `cap` for a perfect (or near-perfect) match."""
+    return cap if mse <= 10 ** (-cap / 10) else min(cap, 10 * math.log10(1.0 / mse))
+
+
+class EvalData:
+    """Episode files addressed as one, frames read on demand: memory maps stay maps (no copy of the data)."""
+
+    def __init__(self, parts: Episodes | list[Episodes]) -> None:
+        self.parts = [parts] if isinstance(parts, Episodes) else list(parts)
+        if not self.parts:
+            raise DatasetError("--data: no dataset file given")
+        kinds = {p.frames is not None for p in self.parts}
+        if len(kinds) != 1:
+            raise DatasetError("--data: cannot mix pixel files and token files")
+        self.kind = "frames" if kinds.pop() else "tokens"
+        self.episode_lengths = np.concatenate([p.episode_lengths for p in self.parts]).astype(np.int64)
+        self.actions = np.concatenate([np.asarray(p.actions) for p in self.parts])
+        self.frame_offsets = np.concatenate([[0], np.cumsum(self.episode_lengths + 1)[:-1]]).astype(np.int64)
+        self.transition_offsets = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]]).astype(np.int64)
+        self._row0 = np.cumsum([0] + [len(p.images) for p in self.parts])
+        self.metas = [p.meta for p in self.parts]
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_lengths)
+
+    def rows(self, samples: np.ndarray) -> np.ndarray:
+        """Global frame row of each (episode, t)."""
+        return self.frame_offsets[samples[:, 0]] + samples[:, 1]
+
+    def actions_at(self, samples: np.ndarray, k: int = 0) -> np.ndarray:
+        """Action taken at t+k of each (episode, t) (the caller keeps t+k inside the episode)."""
+        return self.actions[self.transition_offsets[samples[:, 0]] + samples[:, 1] + k]
+
+    def images(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 frames (n, 84, 64, 3) or tokens (n, 21, 16) of global rows, gathered part by part."""
+        part = np.searchsorted(self._row0, rows, side="right") - 1
+        first = self.parts[0].images
+        out = np.empty((len(rows), *first.shape[1:]), np.uint8)
+        for p in np.unique(part):
+            m = part == p
+            out[m] = self.parts[p].images[rows[m] - self._row0[p]]
+        return out
+
+
+class FrameSource:
+    """Tokens and [0, 1] pixels of data rows: a pixel file is encoded with the VQ, a token file decoded."""
+
+    def __init__(self, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> None:
+        if data.kind == "frames" and vq is None:
+            raise ValueError("evaluating a pixel file needs a VQ-VAE to encode it")
+        self.data, self.vq, self.device, self.batch = data, vq, device, batch
+
+    def _chunks(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fn(x[i : i + self.batch]) for i in range(0, len(x), self.batch)])
+
+    def decode01(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (n, 336) or (n, 21, 16) -> pixels (n, 3, 84, 64) in [0, 1]."""
+        return self._chunks(lambda t: (self.vq.decode(t).float().clamp(-1, 1) + 1) / 2, tokens.reshape(-1, 336))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, 84, 64, 3) or [-1, 1] float (n, 3, 84, 64) -> tokens (n, 336)."""
+        return self._chunks(lambda f: self.vq.encode(f).reshape(len(f), -1), frames)
+
+    def fetch(self, rows: np.ndarray, pixels: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(tokens (n, 336) long, pixels (n, 3, 84, 64) in [0, 1] or None); each distinct row is read once."""
+        u, inv = np.unique(rows, return_inverse=True)
+        img = torch.from_numpy(self.data.images(u)).to(self.device)
+        inv_t = torch.from_numpy(inv.reshape(-1)).to(self.device)
+        if self.data.kind == "frames":
+            tok = self.encode(img)
+            pix = img.permute(0, 3, 1, 2).float() / 255 if pixels else None
+        else:
+            tok = img.reshape(len(u), -1).long()
+            pix = self.decode01(tok) if pixels and self.vq is not None else None
+        return tok[inv_t], None if pix is None else pix[inv_t]
+
+    def real_uint8(self, rows: np.ndarray) -> np.ndarray:
+        """(n, 84, 64, 3) uint8 real frames: the file's pixels or the decoded tokens (for the detector)."""
+        if self.data.kind == "frames":
+            return self.data.images(rows)
+        return to_uint8(self.decode01(torch.from_numpy(self.data.images(rows)).to(self.device).long()))
+
+    def mirror(self, tokens: torch.Tensor) -> torch.Tensor:
+        """M(x) = encode(flip_lr(decode(x))) for tokens (..., 336)."""
+        shape = tokens.shape
+        flat = tokens.reshape(-1, 336)
+        dec = self._chunks(lambda t: self.vq.decode(t).float().flip(-1), flat)
+        return self.encode(dec).reshape(shape)
+
+
+def to_uint8(pix01: torch.Tensor) -> np.ndarray:
+    """(n, 3, 84, 64) in [0, 1] -> (n, 84, 64, 3) uint8 numpy."""
+    return to_uint8_image(pix01 * 2 - 1).cpu().numpy()
+
+
+class Dreamer:
+    """Open-loop stepping of a batch of dreams: `logits(action)` for the current state, `push(tokens)` advances.
+
+    Uses the KV cache of block-causal models (one frame pass per step); any other model gets its 4-frame
+    forward on a rolled history. `logits` may be asked for several actions before a push.
+    """
+
+    def __init__(self, wm: Any, history: torch.Tensor, use_cache: bool | None = None) -> None:
+        self.wm = wm
+        self.cached = bool(getattr(wm, "block_causal", False)) if use_cache is None else use_cache
+        self.hist = history
+        if self.cached:
+            self.cache = wm.new_cache()
+            for i in range(history.shape[1]):
+                wm.push_frame(self.cache, history[:, i])
+
+    def logits(self, action: torch.Tensor) -> torch.Tensor:
+        """(B, 336, V) float logits of the next frame under `action` (B,)."""
+        out = self.wm.query(self.cache, action) if self.cached else self.wm(self.hist, action)
+        return out.logits.float()
+
+    def push(self, tokens: torch.Tensor) -> None:
+        if self.cached:
+            self.wm.push_frame(self.cache, tokens)
+        else:
+            self.hist = torch.cat([self.hist[:, 1:], tokens[:, None]], 1)
+
+
+def rollout(wm: Any, history: torch.Tensor, actions: torch.Tensor, use_cache: bool | None = None) -> torch.Tensor:
+    """Open-loop argmax dream: history (B, 4, 336), actions (B, H) -> predicted tokens (B, H, 336)."""
+    d, preds = Dreamer(wm, history, use_cache), []
+    for k in range(actions.shape[1]):
+        if k:
+            d.push(preds[-1])
+        preds.append(d.logits(actions[:, k]).argmax(-1))
+    return torch.stack(preds, 1)
+
+
+def paddle_x(frames: np.ndarray) -> np.ndarray:
+    """Detected paddle centre per uint8 frame (NaN where none)."""
+    return np.array([np.nan if (x := detect(f).paddle_x) is None else x for f in frames], np.float64)
+
+
+def paddle_move(x0: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Displacement of paddle tracks x0 (n,) -> xs (n, k) at the end, NaN unless the paddle is seen in every frame
+    and never jumps more than `MAX_PADDLE_STEP`: decoded noise in the paddle rows moves the detector's centre
+    too, and without this check a random model "responds" to actions."""
+    track = np.concatenate([x0[:, None], xs], 1)
+    ok = ~np.isnan(track).any(1)
+    ok[ok] = (np.abs(np.diff(track[ok], axis=1)) <= MAX_PADDLE_STEP).all(1)
+    return np.where(ok, track[:, -1] - track[:, 0], np.nan)
+
+
+class _Acc:
+    """Named running sums; `deep=True` also adds to "d_<key>", the sums over the rolled-out subset."""
+
+    def __init__(self) -> None:
+        self.s: dict[str, float] = {}
+
+    def add(self, key: str, value: float | torch.Tensor, deep: bool = False) -> None:
+        for k in (key, "d_" + key) if deep else (key,):
+            self.s[k] = self.s.get(k, 0.0) + float(value)
+
+    def ratio(self, num: str, den: str) -> float | None:
+        d = self.s.get(den, 0.0)
+        return self.s.get(num, 0.0) / d if d > 0 else None
+
+
+@torch.inference_mode()
+def evaluate(
+    vq: Any, wm: Any, data: EvalData | Episodes, samples: np.ndarray, *, horizon: int = 10, batch_size: int = 32,
+    rollout_samples: int = 0, device: torch.device | str = "cpu", use_cache: bool | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """All sample metrics of one tier; `samples` (n, 2) (episode, t). Returns a JSON-able dict.
+
+    `vq=None` (a token file, e.g. from training) gives the token metrics only. `rollout_samples` > 0 gives
+    rollouts beyond h1, mirror consistency and action sensitivity on the first that many samples only (the
+    tiers are in random order, so they are a random subset); the 1-step figures always use every sample, and
+    the `per_horizon` curves use the subset at every horizon so that their points compare.
+    """
+    data = data if isinstance(data, EvalData) else EvalData(data)
+    device = torch.device(device)
+    src = FrameSource(data, vq, device, max(batch_size, 64))
+    samples = np.asarray(samples, np.int64).reshape(-1, 2)
+    if len(samples) == 0:
+        raise DatasetError("no evaluation sample (each needs t >= 3 and t+1 inside its episode)")
+    if (samples[:, 0] >= data.n_episodes).any() or (samples[:, 1] < 3).any() or \
+            (samples[:, 1] >= data.episode_lengths[samples[:, 0]]).any():
+        raise DatasetError("an evaluation sample lies outside its episode (indices made for other data?)")
+    n_roll = len(samples) if rollout_samples <= 0 else min(rollout_samples, len(samples))
+    acc, pix = _Acc(), vq is not None
+    spans = [(i, min(i + batch_size, n_roll)) for i in range(0, n_roll, batch_size)]
+    spans += [(i, min(i + batch_size, len(samples))) for i in range(n_roll, len(samples), batch_size)]
+    for i0, i1 in spans:
+        s, deep = samples[i0:i1], i0 < n_roll
+        room = data.episode_lengths[s[:, 0]] - s[:, 1]
+        hs = np.minimum(horizon if deep else 1, room)  # (B,) steps per sample
+        h_max = int(hs.max())
+        r = data.rows(s)
+        steps = np.minimum(np.arange(h_max)[None], hs[:, None] - 1)  # (B, H), clamped inside the episode
+        rows = np.concatenate([r[:, None] + np.arange(-3, 1), r[:, None] + 1 + steps], 1)  # (B, 4 + H)
+        tok, px = src.fetch(rows.reshape(-1), pixels=pix)
+        tok = tok.view(len(s), 4 + h_max, -1)
+        hist, tgt, last = tok[:, :4], tok[:, 4:], tok[:, 3]
+        acts = torch.from_numpy(data.actions[(data.transition_offsets[s[:, 0]] + s[:, 1])[:, None] + steps]).long()
+        acts = acts.to(device)
+        valid = torch.from_numpy(np.arange(h_max)[None] < hs[:, None]).to(device)  # (B, H)
+        d = Dreamer(wm, hist, use_cache)
+        lg = d.logits(acts[:, 0])
+        acc.add("ce", F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt[:, 0].reshape(-1), reduction="sum"))
+        preds = [lg.argmax(-1)]
+        if deep:
+            _sensitivity(d, src, acc, pix)
+            if pix:
+                _mirror(wm, src, hist, acts[:, 0], preds[0], acc, use_cache)
+        for k in range(1, h_max):
+            d.push(preds[-1])
+            preds.append(d.logits(acts[:, k]).argmax(-1))
+        pred = torch.stack(preds, 1)  # (B, H, 336)
+        for h in range(h_max):
+            m = valid[:, h]
+            ok, copy, moved = (pred[m, h] == tgt[m, h]), (last[m] == tgt[m, h]), (tgt[m, h] != last[m])
+            acc.add(f"ok{h}", ok.sum(), deep)
+            acc.add(f"copy{h}", copy.sum(), deep)
+            acc.add(f"tok{h}", ok.numel(), deep)
+            acc.add(f"chg_ok{h}", (ok & moved).sum(), deep)
+            acc.add(f"chg{h}", moved.sum(), deep)
+        if pix and px is not None:
+            px = px.view(len(s), 4 + h_max, *px.shape[1:])
+            real, real_t = px[:, 4:][valid], px[:, 3:4].expand(-1, h_max, -1, -1, -1)[valid]
+            hidx = torch.arange(h_max, device=device)[None].expand(len(s), -1)[valid]
+            se_m = ((src.decode01(pred[valid]) - real) ** 2).flatten(1).sum(1)
+            se_c = ((real_t - real) ** 2).flatten(1).sum(1)
+            for h in range(h_max):
+                acc.add(f"se{h}", se_m[hidx == h].sum(), deep)
+                acc.add(f"sec{h}", se_c[hidx == h].sum(), deep)
+                acc.add(f"px{h}", (hidx == h).sum() * real[0].numel(), deep)
+            if data.kind == "frames":
+                acc.add("se_vq", ((src.decode01(tgt[:, 0]) - px[:, 4]) ** 2).sum())
+                acc.add("px_vq", px[:, 4].numel())
+        if progress is not None:
+            progress(len(s))
+    return _summarize(acc, horizon, len(samples), n_roll, pix, data.kind)
+
+
+def _sensitivity(d: Dreamer, src: FrameSource, acc: _Acc, pix: bool) -> None:
+    b = d.hist.shape[0]
+    full = lambda a: torch.full((b,), a, dtype=torch.long, device=d.hist.device)
+    lp_l, lp_r = (F.log_softmax(d.logits(full(a)), -1) for a in (LEFT, RIGHT))
+    acc.add("kl", (lp_l.exp() * (lp_l - lp_r)).sum(-1).sum())
+    acc.add("kl_n", lp_l.shape[0] * lp_l.shape[1])
+    if pix:
+        x = paddle_x(to_uint8(src.decode01(torch.cat([lp_r.argmax(-1), lp_l.argmax(-1), d.hist[:, -1]]))))
+        x0 = x[2 * b :]
+        dx = paddle_move(x0, x[:b, None]) - paddle_move(x0, x[b : 2 * b, None])
+        ok = ~np.isnan(dx)
+        acc.add("pdx", dx[ok].sum())
+        acc.add("pdx_n", ok.sum())
+
+
+def _mirror(wm: Any, src: FrameSource, hist: torch.Tensor, action: torch.Tensor, pred: torch.Tensor, acc: _Acc,
+            use_cache: bool | None) -> None:
+    swap = torch.tensor(MIRROR_ACTION, device=action.device)[action]
+    pred_m = Dreamer(wm, src.mirror(hist), use_cache).logits(swap).argmax(-1)
+    acc.add("mir_ok", (pred_m == src.mirror(pred)).sum())
+    acc.add("mir_n", pred.numel())
+
+
+def _summarize(acc: _Acc, horizon: int, n: int, n_roll: int, pix: bool, kind: str) -> dict[str, Any]:
+    def figures(p: str) -> dict[str, list[Any]]:
+        """Per-horizon figures from sums with prefix p ("": every sample, "d_": the rolled-out subset)."""
+        hs = list(range(1, horizon + 1))
+        mse = lambda k, h: acc.ratio(f"{p}{k}{h - 1}", f"{p}px{h - 1}")
+        return {
+            "h": hs, "n_tokens": [int(acc.s.get(f"{p}tok{h - 1}", 0)) for h in hs],
+            "acc": [acc.ratio(f"{p}ok{h - 1}", f"{p}tok{h - 1}") for h in hs],
+            "copy_last_acc": [acc.ratio(f"{p}copy{h - 1}", f"{p}tok{h - 1}") for h in hs],
+            "changed_acc": [acc.ratio(f"{p}chg_ok{h - 1}", f"{p}chg{h - 1}") for h in hs],
+            "psnr": [None if (m := mse("se", h)) is None else psnr_from_mse(m) for h in hs],
+            "copy_last_psnr": [None if (m := mse("sec", h)) is None else psnr_from_mse(m) for h in hs],
+        }
+
+    every, curve = figures(""), figures("d_")  # the curve: one sample set at every horizon
+    at = lambda key, h: every[key][h - 1] if h <= horizon else None
+    out: dict[str, Any] = {
+        "n_samples": n, "n_samples_rollout": n_roll, "horizon": horizon,
+        "val_loss": acc.ratio("ce", "tok0"), "val_acc": at("acc", 1), "copy_last_acc": at("copy_last_acc", 1),
+        "changed_token_acc": at("changed_acc", 1),
+    }
+    for h in REPORT_HORIZONS[1:]:
+        out[f"rollout_acc_h{h}"] = at("acc", h)
+        out[f"copy_last_acc_h{h}"] = at("copy_last_acc", h)
+        out[f"rollout_changed_acc_h{h}"] = at("changed_acc", h)
+    for h in REPORT_HORIZONS:
+        out[f"rollout_psnr_h{h}"] = at("psnr", h)
+        out[f"copy_last_psnr_h{h}"] = at("copy_last_psnr", h)
+    vq_mse = acc.ratio("se_vq", "px_vq")
+    out["vq_recon_psnr"] = None if vq_mse is None else psnr_from_mse(vq_mse)
+    out["mirror_consistency"] = acc.ratio("mir_ok", "mir_n")
+    out["action_sensitivity"] = acc.ratio("kl", "kl_n")
+    out["action_paddle_dx"] = acc.ratio("pdx", "pdx_n")
+    out["psnr_reference"] = None if not pix else ("pixels" if kind == "frames" else "vq_decoded_tokens")
+    out["per_horizon"] = curve
+    return out

@@ -1,0 +1,171 @@
+"""What `neuroplay eval` writes: the figures table, the JSON file, and a Markdown page with plots and frames.
+
+The page is for a person deciding whether a checkpoint is any good, so every model figure sits beside the
+copy-last baseline, and the frames show what the numbers hide: real frames above the dream of them.
+Plots use matplotlib's `Figure` directly (the Agg canvas, no pyplot state, no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from neuroplay.checkpoint import atomic_write_bytes
+from neuroplay.evaluation.metrics import EvalData, FrameSource, rollout, to_uint8
+
+ROWS: list[tuple[str, str, str | None, str]] = [
+    ("token accuracy h1 (val_acc)", "val_acc", "copy_last_acc", "{:.4f}"),
+    ("changed-token accuracy h1", "changed_token_acc", None, "{:.4f}"),
+    ("rollout token accuracy h5", "rollout_acc_h5", "copy_last_acc_h5", "{:.4f}"),
+    ("rollout token accuracy h10", "rollout_acc_h10", "copy_last_acc_h10", "{:.4f}"),
+    ("rollout changed-token accuracy h5", "rollout_changed_acc_h5", None, "{:.4f}"),
+    ("rollout changed-token accuracy h10", "rollout_changed_acc_h10", None, "{:.4f}"),
+    ("rollout PSNR h1 (dB)", "rollout_psnr_h1", "copy_last_psnr_h1", "{:.2f}"),
+    ("rollout PSNR h5 (dB)", "rollout_psnr_h5", "copy_last_psnr_h5", "{:.2f}"),
+    ("rollout PSNR h10 (dB)", "rollout_psnr_h10", "copy_last_psnr_h10", "{:.2f}"),
+    ("VQ reconstruction PSNR (dB)", "vq_recon_psnr", None, "{:.2f}"),
+    ("val loss (CE, h1)", "val_loss", None, "{:.4f}"),
+    ("mirror consistency", "mirror_consistency", None, "{:.4f}"),
+    ("action sensitivity, KL(LEFT‖RIGHT) per token", "action_sensitivity", None, "{:.4f}"),
+    ("paddle x under RIGHT - LEFT, h1 (px)", "action_paddle_dx", None, "{:+.2f}"),
+    ("action response rate", "action_response_rate", None, "{:.3f}"),
+    ("FIRE launches a ball", "fire_launch_rate", "noop_launch_rate", "{:.3f}"),
+    ("ball alive 30 dreamed steps", "ball_alive_rate", None, "{:.3f}"),
+]
+"""(label, model key, baseline key, format); the FIRE row's baseline is the NOOP control."""
+
+
+def beats_copy_last(m: dict[str, Any]) -> dict[str, bool | None]:
+    """Issue 8's bar: better than copy-last on PSNR and token accuracy at each horizon (None: not measured)."""
+    pairs = [("val_acc", "copy_last_acc"), ("rollout_acc_h5", "copy_last_acc_h5"),
+             ("rollout_acc_h10", "copy_last_acc_h10")] + [(f"rollout_psnr_h{h}", f"copy_last_psnr_h{h}")
+                                                          for h in (1, 5, 10)]
+    return {a: (None if m.get(a) is None or m.get(b) is None else bool(m[a] > m[b])) for a, b in pairs}
+
+
+def _fmt(v: Any, f: str) -> str:
+    return "-" if v is None else f.format(v)
+
+
+def table(m: dict[str, Any], markdown: bool = False) -> str:
+    """The figures as aligned text or a Markdown table: metric, model, copy-last (or control)."""
+    rows = [(label, _fmt(m.get(k), f), _fmt(m.get(b), f) if b else "-") for label, k, b, f in ROWS
+            if m.get(k) is not None]
+    if markdown:
+        return "\n".join(["| metric | model | copy-last / control |", "|---|---:|---:|"]
+                         + [f"| {a} | {b} | {c} |" for a, b, c in rows])
+    w = max(len(r[0]) for r in rows) if rows else 10
+    return "\n".join([f"{'metric':<{w}}  {'model':>9}  {'copy-last':>9}"]
+                     + [f"{a:<{w}}  {b:>9}  {c:>9}" for a, b, c in rows])
+
+
+def write_json(path: str | Path, result: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
+    return path
+
+
+@torch.inference_mode()
+def rollout_examples(
+    vq: Any, wm: Any, data: EvalData, samples: np.ndarray, n: int = 3, horizon: int = 10,
+    device: torch.device | str = "cpu", use_cache: bool | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(real frames t..t+H, dreamed frames t+1..t+H) as uint8 (H+1|H, 84, 64, 3), for the first n samples
+    with room for `horizon` steps."""
+    src = FrameSource(data, vq, torch.device(device))
+    s = samples[samples[:, 1] + horizon <= data.episode_lengths[samples[:, 0]]][:n]
+    out = []
+    for e_t in s:
+        r = data.rows(e_t[None])[0]
+        tok = src.fetch(r + np.arange(-3, 1), pixels=False)[0][None]
+        acts = data.actions[data.transition_offsets[e_t[0]] + e_t[1] + np.arange(horizon)]
+        pred = rollout(wm, tok, torch.from_numpy(acts[None]).long().to(tok.device), use_cache)[0]
+        out.append((src.real_uint8(r + np.arange(horizon + 1)), to_uint8(src.decode01(pred))))
+    return out
+
+
+def _upscale(img: np.ndarray, k: int) -> np.ndarray:
+    return img.repeat(k, -3).repeat(k, -2)
+
+
+def strip_image(examples: list[tuple[np.ndarray, np.ndarray]], scale: int = 2) -> np.ndarray:
+    """For each example two rows: real t+1..t+H, dreamed t+1..t+H (2 px gaps)."""
+    rows = []
+    for real, dream in examples:
+        for seq in (real[1:], dream):
+            tiles = [np.pad(f, ((1, 1), (1, 1), (0, 0)), constant_values=40) for f in seq]
+            rows.append(np.concatenate(tiles, 1))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    return _upscale(np.concatenate(rows[:-1], 0), scale)
+
+
+def gif_frames(examples: list[tuple[np.ndarray, np.ndarray]], scale: int = 3) -> list[np.ndarray]:
+    """Per step one image: each example's real | dreamed frame side by side, examples stacked."""
+    frames = []
+    for k in range(len(examples[0][1])):
+        rows = [np.concatenate([real[k + 1], np.full((84, 2, 3), 255, np.uint8), dream[k]], 1)
+                for real, dream in examples]
+        frames.append(_upscale(np.concatenate([np.pad(r, ((2, 2), (0, 0), (0, 0))) for r in rows], 0), scale))
+    return frames
+
+
+Panel = tuple[str, str, list[tuple[str, list[Any], str]]]
+"""(title, y label, [(legend label, values per horizon, matplotlib style)])."""
+
+
+def _plot(path: Path, hs: list[int], panels: list[Panel]) -> None:
+    fig = Figure(figsize=(4.6 * len(panels), 3.4), dpi=110)
+    for ax, (title, ylabel, series) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for label, ys, style in series:
+            pts = [(h, y) for h, y in zip(hs, ys) if y is not None]
+            if pts:
+                ax.plot(*zip(*pts), style, label=label)
+        ax.set_xlabel("horizon (dreamed steps)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def write_report(out_dir: str | Path, result: dict[str, Any], examples: list[tuple[np.ndarray, np.ndarray]]
+                 ) -> Path:
+    """`report.md` with accuracy/PSNR-per-horizon plots, a real-vs-dream strip (PNG) and GIF; returns the page."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    m, curve = result["metrics"], result["metrics"]["per_horizon"]
+    zeros = [0.0] * len(curve["h"])
+    _plot(d / "accuracy.png", curve["h"], [
+        ("Open-loop token accuracy", "accuracy", [("model", curve["acc"], "o-"),
+                                                  ("copy-last", curve["copy_last_acc"], "s--")]),
+        ("On tokens that changed since frame t", "accuracy", [("model", curve["changed_acc"], "o-"),
+                                                              ("copy-last (always 0)", zeros, "s--")]),
+    ])
+    parts = [f"# neuroplay eval: {result['checkpoint'].get('dir', '')}", "",
+             f"Tier **{result['tier']}**, split **{result['split']}**, {m['n_samples']} samples "
+             f"({m['n_samples_rollout']} rolled out to h{m['horizon']}); data: "
+             + ", ".join(f"`{Path(f['path']).name}` ({f['sha256'][:12]})" for f in result["data"]) + ".", "",
+             table(m, markdown=True), "", "![accuracy per horizon](accuracy.png)"]
+    if any(v is not None for v in curve["psnr"]):
+        series = [("model", curve["psnr"], "o-"), ("copy-last", curve["copy_last_psnr"], "s--")]
+        _plot(d / "psnr.png", curve["h"], [("Open-loop PSNR, pixels in [0, 1]", "PSNR (dB)", series)])
+        parts.append("![PSNR per horizon](psnr.png)")
+    if examples:
+        iio.imwrite(d / "rollouts.png", strip_image(examples))
+        iio.imwrite(d / "rollouts.gif", gif_frames(examples), duration=250, loop=0)
+        parts += ["", "Real frames (upper row) and the open-loop dream of them (lower row), recorded actions:", "",
+                  "![real vs dreamed](rollouts.png)", "", "![real | dreamed, animated](rollouts.gif)"]
+    checks = beats_copy_last(m)
+    parts += ["", "Beats copy-last: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in checks.items()
+                                                  if v is not None) + ".", ""]
+    page = d / "report.md"
+    page.write_text("\n".join(parts))
+    return page

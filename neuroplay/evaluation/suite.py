@@ -1,0 +1,176 @@
+"""`neuroplay eval` as a function: load a checkpoint pair and data, freeze or read the indices, score a tier.
+
+Tiers cost very different amounts (a lite rollout step is ~3 GFLOP, all of it attention), so the expensive
+parts have per-tier defaults: the canary scores all 500 samples at h1 but rolls out (and checks mirror and
+action sensitivity on) its first `CANARY_ROLLOUTS` only, and runs small probes; fastval and gold do all of it
+on every sample with the probe sizes of issue 8. Flags override both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from neuroplay import __version__
+from neuroplay.checkpoint import load_pair
+from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.device import resolve_device
+from neuroplay.evaluation.indices import INDICES_FILE, load_or_create
+from neuroplay.evaluation.metrics import EvalData, evaluate
+from neuroplay.evaluation.probes import run_probes
+from neuroplay.evaluation.report import beats_copy_last, rollout_examples, table, write_json, write_report
+
+CANARY_ROLLOUTS = 100
+PROBES: dict[str, tuple[int, int, int]] = {"canary": (20, 10, 10), "fastval": (200, 100, 100), "gold": (200, 100, 100)}
+"""Per tier: (action-response states, FIRE states, ball-alive states)."""
+
+
+@dataclass
+class EvalConfig:
+    """Flags of `neuroplay eval`: score a world model on frozen val samples, beside the copy-last baseline."""
+
+    data: list[str] = field(default_factory=list)
+    """Episode files (.npz): pixel files (encoded with the checkpoint's VQ-VAE) or its token files."""
+    checkpoint: str = "assets/checkpoints/lite"
+    """Folder holding `vqvae/` and `wm/` (a training run or a shipped checkpoint)."""
+    split: Literal["val", "all"] = "val"
+    """val: the val episodes of training's seeded split; all: every episode (held-out data)."""
+    tier: Literal["canary", "fastval", "gold"] = "canary"
+    """canary: 500 samples; fastval: 6000 balanced over actions; gold: all samples."""
+    indices: str = ""
+    """Frozen indices file (default: gold_eval_indices.json next to the first data file)."""
+    json: str = ""
+    """Write every figure, with checkpoint and data hashes, to this JSON file."""
+    report: str = ""
+    """Write a Markdown report with plots, a real-vs-dream strip (PNG) and a GIF into this folder."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    """World-model precision (bf16 is what `play` uses on CPUs with fast bf16; figures may differ slightly)."""
+    limit: int = 0
+    """Score only the first N samples of the tier, a frozen random subset (0: all)."""
+    batch_size: int = 32
+    """Samples per batch."""
+    horizon: int = 10
+    """Longest open-loop rollout."""
+    rollout_samples: int = -1
+    """Rollouts, mirror and action sensitivity on the first N samples only (-1: canary 100, else all; 0: all)."""
+    response_states: int = -1
+    """Action-response probe states (-1: tier default, canary 20, else 200; 0: skip)."""
+    fire_states: int = -1
+    """FIRE-launch probe states (-1: tier default, canary 10, else 100; 0: skip)."""
+    ball_states: int = -1
+    """Ball-alive probe states (-1: tier default, canary 10, else 100; 0: skip)."""
+    examples: int = 3
+    """Rollouts shown in the report's strip and GIF."""
+    val_fraction: float = 0.1
+    """Share of val episodes in training's split (must match training)."""
+    seed: int = 0
+    """Seed of training's split and of the tier picks (must match training)."""
+    progress_bar: bool = True
+    """Show a progress bar."""
+
+
+def load_data(paths: list[str]) -> EvalData:
+    """Validate and memory-map the files as one dataset."""
+    if not paths:
+        raise DatasetError("--data: give at least one episode file")
+    return EvalData([Episodes.load(p, mmap=True) for p in paths])
+
+
+def default_indices_path(cfg: EvalConfig) -> Path:
+    return Path(cfg.indices) if cfg.indices else Path(cfg.data[0]).parent / INDICES_FILE
+
+
+def frozen_samples(paths: list[str], tier: str = "canary", split: str = "val", indices: str | Path = "",
+                   val_fraction: float = 0.1, seed: int = 0) -> tuple[EvalData, np.ndarray]:
+    """The data and a tier's frozen (episode, t) samples, exactly as `neuroplay eval` scores them.
+
+    For training's periodic checks: `evaluate(vq, wm, *frozen_samples(files, "canary"))`.
+    """
+    data = load_data(paths)
+    ipath = Path(indices) if indices else Path(paths[0]).parent / INDICES_FILE
+    idx, _ = load_or_create(ipath, paths, data.metas, data.episode_lengths, data.actions_at, split, val_fraction, seed)
+    return data, idx.samples(split, tier)
+
+
+def run_suite(cfg: EvalConfig) -> dict[str, Any]:
+    """Everything `neuroplay eval` computes, as the JSON-able dict it writes; also writes --json/--report."""
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    if cfg.horizon < 1 or cfg.batch_size < 1:
+        raise ValueError("--horizon and --batch-size must be >= 1")
+    vq, wm, info = load_pair(cfg.checkpoint, device)
+    if cfg.dtype == "bf16":
+        wm = wm.to(torch.bfloat16)
+    data = load_data(cfg.data)
+    vq_sha = info["vqvae"].get("weights_sha256")
+    for p, meta in zip(cfg.data, data.metas):
+        if data.kind == "tokens" and meta.get("vq_checkpoint_hash") not in (None, vq_sha):
+            raise DatasetError(f"{p}: tokens come from another VQ-VAE than {Path(cfg.checkpoint) / 'vqvae'}; "
+                               "evaluate the pixel file or re-tokenize")
+    ipath = default_indices_path(cfg)
+    idx, written = load_or_create(ipath, cfg.data, data.metas, data.episode_lengths, data.actions_at, cfg.split,
+                                  cfg.val_fraction, cfg.seed)
+    samples = idx.samples(cfg.split, cfg.tier)
+    samples = samples[: cfg.limit] if cfg.limit > 0 else samples
+    n_roll = cfg.rollout_samples if cfg.rollout_samples >= 0 else (CANARY_ROLLOUTS if cfg.tier == "canary" else 0)
+    t1 = time.perf_counter()
+    bar = tqdm(total=len(samples), desc=f"eval {cfg.tier}", disable=not cfg.progress_bar, file=sys.stderr,
+               dynamic_ncols=True)
+    try:
+        metrics = evaluate(vq, wm, data, samples, horizon=cfg.horizon, batch_size=cfg.batch_size,
+                           rollout_samples=n_roll, device=device, progress=bar.update)
+    finally:
+        bar.close()
+    t2 = time.perf_counter()
+    sizes = [c if c >= 0 else d for c, d in zip((cfg.response_states, cfg.fire_states, cfg.ball_states),
+                                                PROBES[cfg.tier])]
+    metrics.update(run_probes(vq, wm, data, samples, response_states=sizes[0], fire_states=sizes[1],
+                              ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device))
+    t3 = time.perf_counter()
+    result: dict[str, Any] = {
+        "neuroplay_version": __version__, "tier": cfg.tier, "split": cfg.split, "device": str(device),
+        "metrics": metrics, "beats_copy_last": beats_copy_last(metrics),
+        "checkpoint": {"dir": str(cfg.checkpoint), "preset": info["wm"].get("preset"), "vqvae_sha256": vq_sha,
+                       "wm_sha256": info["wm"].get("weights_sha256"), "wm_step": info["wm"].get("step")},
+        "data": [{k: r[k] for k in ("path", "sha256", "origins")} for r in idx.data],
+        "indices": {"path": str(ipath), "written": written, "n_samples": int(len(samples))},
+        "config": dataclasses.asdict(cfg),
+        "seconds": {"load": round(t1 - t0, 2), "metrics": round(t2 - t1, 2), "probes": round(t3 - t2, 2)},
+    }
+    if cfg.report:
+        ex = rollout_examples(vq, wm, data, samples, cfg.examples, cfg.horizon, device) if cfg.examples > 0 else []
+        result["report"] = str(write_report(cfg.report, result, ex))
+    result["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+    if cfg.json:
+        write_json(cfg.json, result)
+    return result
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """What `neuroplay eval` prints."""
+    m = result["metrics"]
+    head = (f"eval {result['tier']} ({result['split']}): {m['n_samples']} samples, {m['n_samples_rollout']} "
+            f"rolled out to h{m['horizon']}, checkpoint {result['checkpoint']['dir']}, "
+            f"{result['seconds']['total']:.1f} s")
+    fails = [k for k, v in result["beats_copy_last"].items() if v is False]
+    tail = "beats copy-last everywhere" if not fails else "does NOT beat copy-last on: " + ", ".join(fails)
+    return "\n".join([head, table(m), tail])
+
+
+def samples_for(data: EvalData, split: str, val_fraction: float = 0.1, seed: int = 0, n: int = 0) -> np.ndarray:
+    """Unfrozen (episode, t) samples of a split in seeded random order (for `analyze`); n=0: all."""
+    from neuroplay.evaluation.indices import all_samples, split_of
+
+    s = all_samples(data.episode_lengths, split_of(data.n_episodes, split, val_fraction, seed))
+    s = s[np.random.default_rng([seed, 99]).permutation(len(s))]
+    return s[:n] if n > 0 else s

@@ -1,0 +1,121 @@
+"""`neuroplay play | record | compare | replay`: the game's subcommands (all open the same window).
+
+Flags come from one `PlayConfig`; each subcommand shows the ones that make sense for it. pygame is
+imported only when a game actually starts (`neuroplay.app.main`), so `--help` and the other
+subcommands never load it. Errors (no checkpoint, a broken one, no display, no ROM, a bad file)
+surface as exceptions that `neuroplay.cli` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from neuroplay.cliutil import add_dataclass_args, build
+
+
+@dataclass
+class PlayConfig:
+    """Flags of `neuroplay play` (and `record`, `compare`, `replay`)."""
+
+    mode: Literal["dream", "real", "compare", "record", "replay", "menu"] = "dream"
+    """Start in this mode (menu: the start menu; Esc always leads there)."""
+    checkpoint: str = ""
+    """Run folder with vqvae/ and wm/ (default: the bundled assets/checkpoints/lite)."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    fps: float = 15.0
+    """Game frames per second (0: as fast as possible, stepping in the UI thread)."""
+    scale: int = 0
+    """Integer window scale of the 84x64 frame (0: fit the screen)."""
+    temperature: float = 0.0
+    """Sampling temperature of the dream's tokens (0: argmax)."""
+    seed: int = 0
+    """Emulator and sampling seed."""
+    autopilot: Literal["off", "tracker", "random"] = "off"
+    """Who plays at the start: you, the ball tracker, or random held keys (T toggles in game)."""
+    headless: bool = False
+    """No window (SDL dummy video driver): for tests, benchmarks and screenshots."""
+    frames: int = 0
+    """Stop after this many UI ticks (0: run until closed)."""
+    stats: str = ""
+    """Write frame statistics (sustained FPS, frame-time p50/p95/p99, model ms, dropped frames) to this JSON."""
+    video: str = ""
+    """Save the whole run to this .gif or .mp4."""
+    keys: str = ""
+    """Scripted keys by UI tick, e.g. '0:space,5-20:left,30:f1,40:escape' (TICK:KEY taps, A-B:KEY holds)."""
+    out: str = "recordings/human.npz"
+    """record: dataset file the episodes are appended to (created if missing)."""
+    file: str = ""
+    """replay: episode file to step through and branch from."""
+    shots_dir: str = "screenshots"
+    """Folder for screenshots (S) and videos (V)."""
+
+
+def _check(cfg: PlayConfig) -> PlayConfig:
+    if cfg.fps < 0:
+        raise ValueError(f"--fps must be >= 0, got {cfg.fps}")
+    if cfg.scale < 0 or cfg.frames < 0:
+        raise ValueError("--scale and --frames must be >= 0")
+    if cfg.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {cfg.temperature}")
+    if cfg.mode == "record" and not cfg.out.endswith(".npz"):
+        raise ValueError(f"--out {cfg.out}: the dataset format is .npz")
+    if cfg.video and not cfg.video.lower().endswith((".gif", ".mp4")):
+        raise ValueError(f"--video {cfg.video}: use a .gif or .mp4 file name")
+    return cfg
+
+
+def run_game(cfg: PlayConfig) -> int:
+    """Open the window (or the headless loop) in `cfg.mode` and run until closed or `--frames`."""
+    cfg = _check(cfg)
+    if cfg.mode in ("dream", "compare"):  # a missing checkpoint is a clear error before any window opens
+        from neuroplay.app.catalog import resolve_checkpoint
+
+        resolve_checkpoint(cfg.checkpoint)
+    from neuroplay.app.main import App
+
+    return App(cfg).run()
+
+
+def _add(sub: argparse._SubParsersAction, name: str, help_: str, skip: tuple[str, ...],
+         positional: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_, description=help_)
+    add_dataclass_args(p, PlayConfig, positional=positional, skip=skip)
+    return p
+
+
+def add_play_parser(sub: argparse._SubParsersAction) -> None:
+    _add(sub, "play", "play Breakout dreamed by the world model (or --mode real/compare/record/replay/menu)", ())
+
+
+def run_play(args: argparse.Namespace) -> int:
+    return run_game(build(PlayConfig, args))
+
+
+def add_record_parser(sub: argparse._SubParsersAction) -> None:
+    _add(sub, "record", "play the real game; every episode is appended to --out (source=human)",
+         ("mode", "file", "temperature"))
+
+
+def run_record(args: argparse.Namespace) -> int:
+    return run_game(replace(build(PlayConfig, args), mode="record"))
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    _add(sub, "compare", "real game and dream side by side, same keys; token accuracy, PSNR, difference map",
+         ("mode", "file", "out"))
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    return run_game(replace(build(PlayConfig, args), mode="compare"))
+
+
+def add_replay_parser(sub: argparse._SubParsersAction) -> None:
+    _add(sub, "replay", "step through a recorded or collected episode file; B branches the dream from a frame",
+         ("mode", "out"), positional=("file",))
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    return run_game(replace(build(PlayConfig, args), mode="replay"))

@@ -1,0 +1,205 @@
+"""The pygame app, headless (SDL dummy driver, set by conftest): every subcommand for a few frames, the
+menu driven by key events, clear errors, and the train launcher with the `tiny` preset, cancelled."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroplay.cli import build_parser, main
+from neuroplay.data.episodes import Episodes
+
+COMMON = ["--headless", "--fps", "0", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("cmd", ["play", "record", "compare", "replay"])
+def test_help(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        build_parser(cmd).parse_args([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--headless" in out and "--frames" in out and "--checkpoint" in out
+
+
+def test_play_dream_headless_with_stats_video_and_keys(tiny_run: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc = main(["play", "--checkpoint", str(tiny_run), *COMMON, "--frames", "12", "--stats", "s.json",
+               "--video", "v.gif", "--keys", "0:space,2-6:left,7-9:right,8:f1,9:s,10:p,11:y"])
+    assert rc == 0
+    stats = json.loads(Path("s.json").read_text())
+    assert stats["ticks"] == 12 and stats["frames"] >= 9 and stats["model_step_ms"]["p50"] > 0
+    assert {"sustained_fps", "frame_time_ms", "dropped_frames"} <= set(stats)
+    assert set(stats["frame_time_ms"]) == {"mean", "p50", "p95", "p99"}
+    import imageio.v2 as iio
+
+    assert len(iio.mimread("v.gif")) == 12
+    assert len(list(Path("screenshots").glob("*.png"))) == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["play", "--mode", "real", "--autopilot", "tracker"],
+    ["compare", "--autopilot", "random"],
+    ["play", "--mode", "menu", "--keys", "0:down,1:return,2:escape"],
+])
+def test_modes_run_headless(argv: list[str], tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--checkpoint", str(tiny_run), *COMMON, "--frames", "6", "--fps", "30"]) == 0
+
+
+def test_record_then_replay_and_branch(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["record", "--out", "rec.npz", *COMMON, "--frames", "15", "--keys", "1:space,3-8:left"]) == 0
+    eps = Episodes.load("rec.npz")  # closed mid-episode by --frames: the episode is kept
+    assert eps.sources == ["human"] and eps.n_transitions == 15 and set(eps.actions[3:9]) == {3}
+    rc = main(["replay", "rec.npz", "--checkpoint", str(tiny_run), *COMMON, "--frames", "12",
+               "--keys", "0-3:right,4:b,5-8:left,9:escape,10:escape"])
+    assert rc == 0
+
+
+def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["play", "--checkpoint", str(tmp_path / "nope"), *COMMON, "--frames", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neuroplay: error:") and "nope" in err and len(err.splitlines()) == 1
+    bad = tmp_path / "bad"
+    (bad / "vqvae").mkdir(parents=True)
+    (bad / "wm").mkdir()
+    (bad / "vqvae" / "config.json").write_text("{not json")
+    (bad / "wm" / "config.json").write_text("{}")
+    assert main(["play", "--checkpoint", str(bad), *COMMON, "--frames", "2"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["replay", str(tmp_path / "missing.npz"), *COMMON, "--frames", "2"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_default_checkpoint_missing_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroplay.app.catalog import DEFAULT_CHECKPOINT, is_pair
+
+    if is_pair(DEFAULT_CHECKPOINT):
+        pytest.skip("the bundled checkpoint exists")
+    assert main(["play", *COMMON, "--frames", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint" in err and "neuroplay train" in err
+
+
+def _app(tiny_run: Path, tmp_path: Path, **kw: object):
+    from neuroplay.app.main import App
+    from neuroplay.play_cli import PlayConfig
+
+    cfg = PlayConfig(mode="menu", headless=True, fps=0, device="cpu", checkpoint=str(tiny_run),
+                     out=str(tmp_path / "rec.npz"), shots_dir=str(tmp_path / "shots"), **kw)  # type: ignore[arg-type]
+    return App(cfg)
+
+
+def _press(app, *keys: int) -> None:  # noqa: ANN001
+    import pygame
+
+    for k in keys:
+        app.handle(pygame.event.Event(pygame.KEYDOWN, key=k, mod=0, unicode="", scancode=0))
+        app.tick()
+        app.handle(pygame.event.Event(pygame.KEYUP, key=k, mod=0, unicode="", scancode=0))
+        app.tick()
+
+
+def test_menu_navigation(tiny_run: Path, breakout_file: Path, tmp_path: Path) -> None:
+    import pygame
+
+    app = _app(tiny_run, tmp_path, file=str(breakout_file))
+    try:
+        app.tick()
+        _press(app, pygame.K_RETURN)  # first item: the dream
+        assert app.where == "play" and app.session.mode == "dream"
+        _press(app, pygame.K_ESCAPE)
+        assert app.where == "menu" and app.session is None
+        _press(app, pygame.K_DOWN, pygame.K_DOWN, pygame.K_RETURN)  # compare
+        assert app.session.mode == "compare"
+        _press(app, pygame.K_ESCAPE, pygame.K_DOWN, pygame.K_DOWN, pygame.K_RETURN)  # replay
+        assert app.session.mode == "replay"
+        _press(app, pygame.K_b)
+        assert app.session.branching
+        _press(app, pygame.K_ESCAPE, pygame.K_ESCAPE)
+        _press(app, pygame.K_DOWN, pygame.K_DOWN, pygame.K_RETURN)  # settings
+        assert app.where == "settings"
+        _press(app, pygame.K_DOWN, pygame.K_RIGHT)
+        assert app.scale == 5
+        _press(app, pygame.K_ESCAPE, pygame.K_UP, pygame.K_RETURN)  # train screen
+        assert app.where == "train"
+        _press(app, pygame.K_ESCAPE)
+        assert app.where == "menu"
+        x, y = app.menu.rects[1].center  # the mouse: click "Play the real game"
+        app.handle(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=(x, y), button=1))
+        assert app.session.mode == "real"
+        _press(app, pygame.K_ESCAPE, pygame.K_ESCAPE)
+        assert app.quit
+    finally:
+        app.shutdown()
+
+
+def test_train_launcher_tiny_preset_cancel(tiny_run: Path, breakout_file: Path, tmp_path: Path) -> None:
+    import pygame
+
+    from neuroplay.trainjob import TrainSpec
+
+    app = _app(tiny_run, tmp_path)
+    try:
+        _press(app, *[pygame.K_DOWN] * 5, pygame.K_RETURN)
+        assert app.where == "train"
+        run = tmp_path / "run"
+        app.train.spec = TrainSpec("vqvae", "tiny", data=str(breakout_file), steps=100_000, device="cpu",
+                                   extra=["--log-every", "1", "--batch-size", "4", "--val-frames", "16"])
+        app.train.run_choice = str(run)
+        app.train.start()
+        job = app.train.job
+        t0 = time.time()
+        while job.progress.step < 2 and job.state == "running" and time.time() - t0 < 180:
+            app.tick()
+            time.sleep(0.05)
+        assert job.state == "running", job.lines()
+        assert job.progress.total == 100_000 and job.progress.stage == "vqvae"
+        _press(app, pygame.K_c)  # cancel: SIGINT, the trainer saves a resumable checkpoint
+        while job.state == "running" and time.time() - t0 < 240:
+            app.tick()
+            time.sleep(0.05)
+        job.wait(10)
+        assert job.state == "cancelled" and job.returncode == 130
+        assert any("interrupted" in line for line in job.lines(50))
+        assert (run / "last" / "vqvae" / "model.safetensors").is_file()
+    finally:
+        app.shutdown()
+
+
+def test_dream_paddle_follows_keys_with_lite_checkpoint() -> None:
+    """With the trained `lite` checkpoint, holding LEFT then RIGHT moves the decoded paddle that way."""
+    from neuroplay.app.catalog import DEFAULT_CHECKPOINT, is_pair
+    from neuroplay.envs.breakout import detect
+    from neuroplay.session import Keys, Session
+
+    if not is_pair(DEFAULT_CHECKPOINT):
+        pytest.skip("no bundled lite checkpoint")
+    from neuroplay.envs.dream import DreamEnv
+
+    s = Session("dream", DreamEnv.from_checkpoint(DEFAULT_CHECKPOINT, device="cpu"))
+    x0 = detect(s.frame).paddle_x
+    for _ in range(6):
+        s.step(Keys(left=True))
+    x_left = detect(s.frame).paddle_x
+    for _ in range(12):
+        s.step(Keys(right=True))
+    x_right = detect(s.frame).paddle_x
+    assert None not in (x0, x_left, x_right)
+    assert x_left < x0 < x_right, (x0, x_left, x_right)
+    assert np.isfinite([x0, x_left, x_right]).all()
+
+
+def test_no_display_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for var in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    rc = main(["play", "--mode", "real", "--frames", "2", "--fps", "0"])
+    err = capsys.readouterr().err
+    if rc == 0:
+        pytest.skip("SDL found a real screen here")
+    assert rc == 2 and "no display" in err and "--headless" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,162 @@
+"""Training: importance weights, a tiny end-to-end run on real frames, exact resume, clean stops, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuroplay.checkpoint import load_checkpoint, load_pair
+from neuroplay.cli import COMMANDS
+from neuroplay.cli import main as cli
+from training.common import TrainingStopped
+from training.importance import ImportanceConfig, importance_weights, weighted_ce
+from training.wm import WMTrainConfig, train_wm
+
+
+def logs(run: Path, stage: str) -> list[dict]:
+    return [json.loads(line) for line in (run / f"{stage}_log.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- importance weights
+def grid(ball: tuple[int, int] | None) -> torch.Tensor:
+    g = torch.zeros(21, 16, dtype=torch.long)
+    if ball is not None:
+        g[ball] = 5
+    return g.flatten()
+
+
+DIST = 1 - torch.eye(32)
+
+
+def test_static_grid_gives_all_ones() -> None:
+    hist = torch.stack([grid(None)] * 4)[None]
+    w = importance_weights(hist, grid(None)[None], DIST)
+    assert torch.equal(w, torch.ones(1, 336))
+
+
+def test_moving_ball_gets_the_highest_weights() -> None:
+    hist = torch.stack([grid((10, 2)), grid((10, 3)), grid((10, 4)), grid((10, 5))])[None]
+    target = grid((10, 6))[None]
+    w = importance_weights(hist, target, DIST, ImportanceConfig())[0].view(21, 16)
+    assert w[10, 6] == w.max()  # where the ball arrives: new motion, a spike
+    assert w[10, 5] > 3.0  # where it leaves
+    assert w[0, 0] == 1.0 and w[10, 6] > 3.0
+
+
+def test_cap_bounds_the_ratio_to_the_median() -> None:
+    torch.manual_seed(0)
+    hist, target = torch.randint(0, 32, (8, 4, 336)), torch.randint(0, 32, (8, 336))
+    hist[:, :, :300] = 0
+    target[:, :300] = 0
+    cfg = ImportanceConfig(motion_scale=50.0, eventness_scale=50.0, max_ratio=6.0)
+    w = importance_weights(hist, target, DIST, cfg)
+    ratio = w.quantile(0.95, dim=-1) / w.median(dim=-1).values
+    assert (ratio <= 6.0 + 1e-5).all() and (w >= 1).all()
+
+
+def test_weighted_ce_equals_plain_ce_with_unit_weights() -> None:
+    logits, target = torch.randn(2, 336, 32), torch.randint(0, 32, (2, 336))
+    plain = torch.nn.functional.cross_entropy(logits.reshape(-1, 32), target.reshape(-1))
+    torch.testing.assert_close(weighted_ce(logits, target, torch.ones(2, 336)), plain)
+
+
+# ---------------------------------------------------------------- end to end
+def test_tiny_pipeline_learns(tiny_run: Path) -> None:
+    vq_val = [r["val_psnr"] for r in logs(tiny_run, "vqvae") if "val_psnr" in r]
+    assert len(vq_val) >= 3 and vq_val[-1] > vq_val[0] + 2 and vq_val[-1] > 18  # dB, held-out episodes
+    canary = [r for r in logs(tiny_run, "wm") if "val_loss" in r]
+    assert canary[-1]["val_loss"] < 0.7 * canary[0]["val_loss"]
+    assert canary[-1]["val_acc"] > 0.95
+    vq, wm, info = load_pair(tiny_run)
+    assert info["wm"]["vq_sha256"] == info["vqvae"]["weights_sha256"]
+    tokens = np.load(tiny_run / "atari_tokens_hires.npz", allow_pickle=False)
+    assert tokens["tokens"].dtype == np.uint8 and tokens["tokens"].shape[1:] == (21, 16)
+
+
+def wm_cfg(run: Path, tiny_run: Path, **kw: object) -> WMTrainConfig:
+    base = dict(data=[str(tiny_run / "atari_tokens_hires.npz")], vq_checkpoint=str(tiny_run / "vqvae"),
+                preset="tiny", run_dir=str(run), device="cpu", progress_bar=False, batch_size=4, seq_frames=6,
+                warmup=2, val_samples=16, eval_every=1000, save_every=5, steps=10, rollout_ratio=0.5, amp="off")
+    base.update(kw)
+    return WMTrainConfig(**base)  # type: ignore[arg-type]
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Make the n-th optimizer step raise KeyboardInterrupt, as Ctrl-C would."""
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+
+
+def test_ctrl_c_then_resume_continues_bit_for_bit(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One thread: with more, CPU embedding backward sums in a varying order, so even two fresh runs
+    # differ in the last bits; resume itself restores everything (weights, optimizer, RNG, sampler).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    request_restore = threads
+    train_wm(wm_cfg(tmp_path / "a", tiny_run))
+    with monkeypatch.context() as m:
+        interrupt_at(m, 7)
+        with pytest.raises(KeyboardInterrupt):
+            train_wm(wm_cfg(tmp_path / "b", tiny_run))
+    assert json.loads((tmp_path / "b" / "last" / "wm" / "progress.json").read_text())["step"] == 6
+    train_wm(wm_cfg(tmp_path / "b", tiny_run, resume=True))
+    a, _ = load_checkpoint(tmp_path / "a" / "last" / "wm")
+    b, _ = load_checkpoint(tmp_path / "b" / "last" / "wm")
+    monkeypatch.undo()
+    torch.set_num_threads(request_restore)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.wm as wm_mod
+
+    train_wm(wm_cfg(tmp_path / "c", tiny_run, steps=5))
+    real_ce = wm_mod.weighted_ce
+    monkeypatch.setattr(wm_mod, "weighted_ce", lambda *a: real_ce(*a) * float("nan"))
+    with pytest.raises(TrainingStopped, match="loss became nan at step 5"):
+        train_wm(wm_cfg(tmp_path / "c", tiny_run, resume=True))
+    assert json.loads((tmp_path / "c" / "last" / "wm" / "progress.json").read_text())["step"] == 5
+    load_checkpoint(tmp_path / "c" / "last" / "wm")
+
+
+def test_resume_with_another_preset_is_refused(tmp_path: Path, tiny_run: Path) -> None:
+    train_wm(wm_cfg(tmp_path / "d", tiny_run, steps=5))
+    with pytest.raises(Exception, match="different model config"):
+        train_wm(wm_cfg(tmp_path / "d", tiny_run, preset="tiny-full", resume=True))
+
+
+# ---------------------------------------------------------------- CLI
+@pytest.mark.parametrize("command", [c[0] for c in COMMANDS])
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli([command, "--help"])
+    assert e.value.code == 0 and command in capsys.readouterr().out
+
+
+def test_train_all_from_the_cli(tmp_path: Path, breakout_file: Path) -> None:
+    run = tmp_path / "cli"
+    args = ["train", "all", "--data", str(breakout_file), "--preset", "tiny", "--run-dir", str(run),
+            "--vq-steps", "8", "--wm-steps", "4", "--device", "cpu", "--no-progress-bar"]
+    assert cli(args) == 0
+    assert (run / "vqvae" / "model.safetensors").exists() and (run / "wm" / "config.json").exists()
+    assert cli([*args, "--resume", "--wm-steps", "6"]) == 0  # finished stages are skipped
+    assert json.loads((run / "last" / "wm" / "progress.json").read_text())["step"] == 6
+    assert cli(["train", "wm", "--data", str(tmp_path / "missing.npz"), "--run-dir", str(run)]) == 2
