@@ -64,12 +64,29 @@ def error_types() -> tuple[type[BaseException], ...]:
     return (CheckpointError, DatasetError, TrainingStopped, ValueError, FileNotFoundError, RuntimeError)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def install_stop_signals() -> None:
+    """SIGTERM (and SIGINT, which a shell ignores in background jobs) stop a command like Ctrl-C does,
+    so `kill PID` on a training or collection run saves its work before exiting."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
     known = {name for name, *_ in COMMANDS}
     parser = build_parser(first if first in known else None)
     args = parser.parse_args(argv)
+    install_stop_signals()
     try:
         return int(runner_for(args.command)(args) or 0)
     except KeyboardInterrupt:

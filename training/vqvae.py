@@ -146,13 +146,15 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
                     "lr": opt.param_groups[0]["lr"],
                 }
                 log.scalars(step, scalars)
-                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{scalars['psnr']:.1f}", ppl=f"{scalars['perplexity']:.1f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{scalars['psnr']:.1f}",
+                                ppl=f"{scalars['perplexity']:.1f}")
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 val_psnr = evaluate_psnr(model, val_x, device)
                 log.scalars(step, {"val_psnr": val_psnr})
                 if best is None or val_psnr > best:
                     best = val_psnr
-                    save_checkpoint(best_dir, model, preset.name, {**info, "step": step, "metrics": {"val_psnr": val_psnr}})
+                    metrics = {"val_psnr": val_psnr}
+                    save_checkpoint(best_dir, model, preset.name, {**info, "step": step, "metrics": metrics})
             if step % cfg.image_every == 0:
                 model.eval()
                 with torch.no_grad():

@@ -190,15 +190,16 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     model = TemporalWorldModel(preset.wm).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n and "bias" not in n]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n and "bias" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95))
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
     last_dir, best_dir = run / "last" / "wm", run / "wm"
     step, best = 0, None
     if cfg.resume:
         step, best = load_resume(last_dir, model, opt)
     net: Any = model
     if dist_info.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if cfg.compile:
         net = torch.compile(net)
     info = {"data": [str(p) for p in cfg.data], "stage": "wm", "vq_sha256": data.vq_sha256}

@@ -194,7 +194,8 @@ class TemporalWorldModel(nn.Module):
         # Slot i of frame t's window holds frame t-(w-1)+i; slots before frame 0 are padding.
         valid = (pos_f[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (n, w)
         fmask = valid.repeat_interleave(L, -1)[:, None, None]  # (n, 1, 1, w*L): early frames have padding
-        qmask = torch.cat([valid[ends].repeat_interleave(L, -1), torch.ones(m, L + 1, dtype=torch.bool, device=dev)], -1)
+        ones = torch.ones(m, L + 1, dtype=torch.bool, device=dev)
+        qmask = torch.cat([valid[ends].repeat_interleave(L, -1), ones], -1)
         qmask = qmask[:, None, None]  # (m, 1, 1, w*L + L + 1)
         for blk in self.blocks:
             qf, kf, vf = blk.attn.project(blk.ln1(x_f))  # (B, n, h, 336, e)
