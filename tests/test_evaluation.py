@@ -109,6 +109,14 @@ class CopyModel(nn.Module):
         return WorldModelOutput(nn.functional.one_hot(history[:, -1], 32).float() * 10)
 
 
+class NoiseModel(nn.Module):
+    """Random tokens: red patches everywhere, which a naive paddle/ball read would take for objects."""
+
+    def forward(self, history: torch.Tensor, action: torch.Tensor) -> WorldModelOutput:
+        g = torch.Generator().manual_seed(int(action.sum()) + int(history[:, -1].sum()))
+        return WorldModelOutput(torch.randn(len(action), 336, 32, generator=g))
+
+
 def fake_episodes(n_episodes: int = 4, length: int = 32, seed: int = 0) -> Episodes:
     """Random play of the toy game as a pixel file: no FIRE in the first 4..8 steps, so no-ball states exist."""
     rng, vq = np.random.default_rng(seed), FakeVQ()
@@ -217,6 +225,9 @@ def test_probes_on_the_perfect_and_copy_models(fake) -> None:
     c = run_probes(vq, CopyModel(), data, s, **kw)
     assert c["action_response_rate"] == 0.0 and c["fire_launch_rate"] == 0.0
     assert c["ball_alive_rate"] == 0.0  # a frozen ball is not moving
+    n = run_probes(vq, NoiseModel(), data, s, **kw)
+    assert n["action_response_rate"] == n["fire_launch_rate"] == n["ball_alive_rate"] == 0.0
+    assert evaluate(vq, NoiseModel(), data, s[:20], horizon=1)["action_paddle_dx"] is None
 
 
 def test_ball_alive_rule() -> None:
@@ -295,6 +306,12 @@ def test_eval_cli_writes_json_and_report(tmp_path: Path, breakout_file: Path, ti
     for f in ("report.md", "accuracy.png", "psnr.png", "rollouts.png", "rollouts.gif"):
         assert (rep / f).stat().st_size > 0, f
     assert "copy-last" in (rep / "report.md").read_text() and "token accuracy" in capsys.readouterr().out
+    tokens = tiny_run / "atari_tokens_hires.npz"  # its token file shares the frozen indices
+    rc = main(["eval", "--data", str(tokens), "--checkpoint", str(tiny_run), "--indices", str(idx), "--json", str(out),
+               *small[:2], "--horizon", "1", "--response-states", "0", "--fire-states", "0", "--ball-states", "0"])
+    r = json.loads(out.read_text())
+    assert rc == 0 and r["data"][0]["path"].endswith(tokens.name)
+    assert r["metrics"]["psnr_reference"] == "vq_decoded_tokens" and r["metrics"]["vq_recon_psnr"] is None
     other = tmp_path / "other.npz"
     e = Episodes.load(breakout_file)
     e.replace(actions=(e.actions + 1) % 4).save(other)

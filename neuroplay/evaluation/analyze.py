@@ -20,7 +20,17 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from neuroplay.config import ACTION_NAMES
-from neuroplay.evaluation.metrics import Dreamer, EvalData, FrameSource, paddle_x, psnr_from_mse, to_uint8
+from neuroplay.evaluation.metrics import (
+    SANE_PSNR,
+    Dreamer,
+    EvalData,
+    FrameSource,
+    frame_psnr,
+    paddle_move,
+    paddle_x,
+    psnr_from_mse,
+    to_uint8,
+)
 
 
 def _grid(rows: list[list[np.ndarray]], scale: int = 2, gap: int = 2) -> np.ndarray:
@@ -60,6 +70,9 @@ def analyze_vqvae(vq: Any, data: EvalData, samples: np.ndarray, out_dir: str | P
     ax = fig.subplots()
     ax.bar(np.arange(k), p, color=["tab:red" if x else "tab:blue" for x in dead])
     ax.axhline(vq.cfg.dead_code_threshold / k, color="k", lw=0.8, ls="--", label="dead-code threshold")
+    if dead.any():
+        ax.scatter(np.nonzero(dead)[0], np.full(int(dead.sum()), vq.cfg.dead_code_threshold / k), marker="x",
+                   color="tab:red", zorder=3, label="dead code")
     ax.set_xlabel("code")
     ax.set_ylabel("share of tokens")
     ax.set_yscale("log")
@@ -96,22 +109,29 @@ def analyze_actions(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_d
     last = hist[:, -1]
     frames = to_uint8(src.decode01(torch.cat([last] + preds))).reshape(5, n, 84, 64, 3)
     x = paddle_x(frames.reshape(-1, 84, 64, 3)).reshape(5, n)
+    sane = frame_psnr(frames[1:], frames[:1]) >= SANE_PSNR  # (4, n): predictions that still look like the game
     stats: dict[str, Any] = {}
     for a, name in enumerate(ACTION_NAMES):
         kl = (logp[a].exp() * (logp[a] - logp[0])).sum(-1).mean()
         stats[name] = {"tokens_changed_vs_last": float((preds[a] != last).sum(1).float().mean()),
                        "tokens_differ_from_noop": float((preds[a] != preds[0]).sum(1).float().mean()),
-                       "kl_vs_noop": float(kl), "paddle_dx": _nanmean(x[a + 1] - x[0])}
-    tiles = []
+                       "kl_vs_noop": float(kl), "paddle_dx": _nanmean(paddle_move(x[0], x[a + 1, :, None], sane[a]))}
+    columns = ["last frame", *ACTION_NAMES, "FIRE vs NOOP", "RIGHT vs NOOP", "LEFT vs NOOP"]
+    fig = Figure(figsize=(1.25 * len(columns), 1.75 * n + 0.3), dpi=110)
+    axes = fig.subplots(n, len(columns), squeeze=False)
     for i in range(n):
         row = [frames[j, i] for j in range(5)]
-        for a in range(1, 4):
+        for a in range(1, 4):  # changed tokens in yellow over the dimmed prediction
             mask = (preds[a][i] != preds[0][i]).view(21, 16).cpu().numpy().repeat(4, 0).repeat(4, 1)[..., None]
             row.append((frames[a + 1, i] * 0.35 + mask * np.array([255, 220, 0]) * 0.65).astype(np.uint8))
-        tiles.append(row)
-    iio.imwrite(d / "actions.png", _grid(tiles))
-    return {"states": n, "columns": ["last frame", *ACTION_NAMES, "FIRE vs NOOP", "RIGHT vs NOOP", "LEFT vs NOOP"],
-            "per_action": stats, "files": [str(d / "actions.png")]}
+        for j, img in enumerate(row):
+            axes[i, j].imshow(img, interpolation="nearest")
+            axes[i, j].set_axis_off()
+            if i == 0:
+                axes[i, j].set_title(columns[j], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(d / "actions.png")
+    return {"states": n, "columns": columns, "per_action": stats, "files": [str(d / "actions.png")]}
 
 
 def _nanmean(x: np.ndarray) -> float | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,8 @@ class EvalIndices:
     val_fraction: float
     seed: int
     splits: dict[str, dict[str, Any]]
+    current: list[dict[str, Any]] = field(default_factory=list)
+    """Identity of the data these indices were just checked against (not stored)."""
 
     def samples(self, split: str, tier: str) -> np.ndarray:
         """(n, 2) int64 (episode, t) of a tier, in its frozen order."""
@@ -152,10 +154,12 @@ def load_or_create(
         if (idx.val_fraction, idx.seed) != (val_fraction, seed):
             raise ValueError(f"{path}: indices were made with --val-fraction {idx.val_fraction} --seed {idx.seed}, "
                              f"not {val_fraction} / {seed}; use those or another --indices file")
+        idx.current = ident
         if split in idx.splits:
             return idx, False
     else:
-        idx = EvalIndices(path, data_identity(paths, metas), n_ep, val_fraction, seed, {})
+        ident = data_identity(paths, metas)
+        idx = EvalIndices(path, ident, n_ep, val_fraction, seed, {}, ident)
     episodes = split_of(n_ep, split, val_fraction, seed)
     samples = all_samples(episode_lengths, episodes)
     if len(samples) == 0:

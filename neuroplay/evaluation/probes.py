@@ -1,8 +1,9 @@
 """Behaviour probes of issue 8, read from decoded dream frames with the game's own detector (`envs.breakout`).
 
 - Action response: from the same 4-frame history, holding RIGHT for `response_steps` moves the decoded paddle
-  right of where it was in the last (decoded) history frame, and holding LEFT moves it left; the paddle must be
-  seen in every dreamed frame without implausible jumps (`metrics.paddle_move`). Several steps, because in
+  right of where it was in the last (decoded) history frame, and holding LEFT moves it left; the dreamed frames
+  must still look like the game (PSNR >= `SANE_PSNR` against that frame) and the paddle be seen in each without
+  implausible jumps (`metrics.paddle_move`): a random model's noise fools the detector. Several steps, because in
   the real game an action shows mostly one step later (frameskip 4, measured on collected data).
   States whose paddle sits within `WALL_MARGIN` px of the extremes seen in the candidates are skipped: a
   paddle against a wall cannot move that way.
@@ -30,8 +31,10 @@ from neuroplay.evaluation.metrics import (
     LEFT,
     NOOP,
     RIGHT,
+    SANE_PSNR,
     EvalData,
     FrameSource,
+    frame_psnr,
     paddle_move,
     paddle_x,
     rollout,
@@ -42,6 +45,8 @@ WALL_MARGIN = 3.0
 """Pixels from the paddle's observed extremes inside which a state is not used for the response probe."""
 MOVE_EPS = 0.5
 """Paddle displacement (px) that counts as a move."""
+NOTHING = Objects(None, None, None, 0)
+"""What an insane (noise) frame shows."""
 
 
 def ball_alive(objs: list[Objects]) -> bool:
@@ -92,10 +97,12 @@ def run_probes(
     return out
 
 
-def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """Decoded dreams (n, H, 84, 64, 3) uint8 from each state's real history under actions (n, H)."""
+def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dreams from each state's real history under actions (n, H): decoded frames (n, H, 84, 64, 3) uint8, the
+    decoded last history frame (n, 84, 64, 3), and whether each dreamed frame still looks like the game (n, H):
+    PSNR >= `SANE_PSNR` against that frame. Decoded noise can fool the detector; only sane frames count."""
     wm, data, src, bs, use_cache = ctx
-    out = []
+    out, lasts = [], []
     for i in range(0, len(states), bs):
         s = states[i : i + bs]
         rows = data.rows(s)[:, None] + np.arange(-3, 1)
@@ -103,7 +110,9 @@ def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         a = torch.from_numpy(actions[i : i + bs]).long().to(hist.device)
         pred = rollout(wm, hist, a, use_cache)  # (b, H, 336)
         out.append(to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3))
-    return np.concatenate(out)
+        lasts.append(to_uint8(src.decode01(hist[:, -1])))
+    frames, last = np.concatenate(out), np.concatenate(lasts)
+    return frames, last, frame_psnr(frames, last[:, None]) >= SANE_PSNR
 
 
 def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
@@ -123,12 +132,10 @@ def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, An
         return {"action_response_rate": None, "action_response_states": 0}
     k = len(states)
     acts = np.concatenate([np.full((k, steps), RIGHT), np.full((k, steps), LEFT)])
-    frames = _dream(ctx, np.concatenate([states, states]), acts)  # (2k, steps, 84, 64, 3)
-    last = src.fetch(data.rows(states), pixels=False)[0]
-    x0 = paddle_x(to_uint8(src.decode01(last)))
-    x0 = np.where(np.isnan(x0), paddle_x(src.real_uint8(data.rows(states))), x0)
+    frames, last, sane = _dream(ctx, np.concatenate([states, states]), acts)  # (2k, steps, 84, 64, 3)
+    x0, ok_all = paddle_x(last[:k]), sane.all(1)
     x = paddle_x(frames.reshape(-1, 84, 64, 3)).reshape(2 * k, steps)
-    dx_r, dx_l = paddle_move(x0, x[:k]), paddle_move(x0, x[k:])
+    dx_r, dx_l = paddle_move(x0, x[:k], ok_all[:k]), paddle_move(x0, x[k:], ok_all[k:])
     ok = (dx_r > MOVE_EPS) & (dx_l < -MOVE_EPS)  # NaN (paddle lost or jumping) compares False: a failure
     return {"action_response_rate": float(ok.mean()), "action_response_states": k,
             "action_response_steps": steps, "action_response_dx_right": _nanmean(dx_r),
@@ -150,8 +157,8 @@ def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
         return {"fire_launch_rate": None, "noop_launch_rate": None, "fire_states": 0}
     k = len(states)
     acts = np.concatenate([np.full((k, steps), FIRE), np.full((k, steps), NOOP)])
-    frames = _dream(ctx, np.concatenate([states, states]), acts)
-    seen = np.array([any(detect(f).ball_visible for f in dream) for dream in frames])
+    frames, _, sane = _dream(ctx, np.concatenate([states, states]), acts)
+    seen = np.array([any(ok and detect(f).ball_visible for f, ok in zip(d, sn)) for d, sn in zip(frames, sane)])
     return {"fire_launch_rate": float(seen[:k].mean()), "noop_launch_rate": float(seen[k:].mean()),
             "fire_states": k, "fire_steps": steps}
 
@@ -174,8 +181,9 @@ def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     if len(states) == 0:
         return {"ball_alive_rate": None, "ball_states": 0}
     acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(steps)]
-    frames = _dream(ctx, states, acts)
-    alive = np.array([ball_alive([detect(f) for f in dream]) for dream in frames])
+    frames, _, sane = _dream(ctx, states, acts)
+    objs = [[detect(f) if ok else NOTHING for f, ok in zip(d, sn)] for d, sn in zip(frames, sane)]
+    alive = np.array([ball_alive(o) for o in objs])
     return {"ball_alive_rate": float(alive.mean()), "ball_states": len(states), "ball_steps": steps}
 
 

@@ -142,7 +142,7 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
         "metrics": metrics, "beats_copy_last": beats_copy_last(metrics),
         "checkpoint": {"dir": str(cfg.checkpoint), "preset": info["wm"].get("preset"), "vqvae_sha256": vq_sha,
                        "wm_sha256": info["wm"].get("weights_sha256"), "wm_step": info["wm"].get("step")},
-        "data": [{k: r[k] for k in ("path", "sha256", "origins")} for r in idx.data],
+        "data": [{k: r[k] for k in ("path", "sha256", "origins")} for r in idx.current],
         "indices": {"path": str(ipath), "written": written, "n_samples": int(len(samples))},
         "config": dataclasses.asdict(cfg),
         "seconds": {"load": round(t1 - t0, 2), "metrics": round(t2 - t1, 2), "probes": round(t3 - t2, 2)},
