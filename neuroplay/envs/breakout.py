@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PLAY_COLS = slice(2, 62)
-"""Columns inside the side walls."""
+PLAY_COLS = slice(2, 60)
+"""Columns inside the side walls (the right wall's red foot at 60-61 is left out)."""
 BALL_ROWS = (slice(12, 22), slice(38, 75))
 """Rows where a red blob can only be the ball (above and below the brick wall; the paddle starts at 75)."""
 BRICK_ROWS = slice(22, 38)
