@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from neuroplay.data.datasets import split_episodes
+from neuroplay.data.datasets import history_rows, split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
 
 
@@ -82,7 +82,7 @@ class TokenSampler:
 
     def _history(self, rows: np.ndarray, first: np.ndarray, w: int = 4) -> torch.Tensor:
         """Frames t-w+1..t, clamped at the episode's first frame: (B, w, 336) long."""
-        idx = np.maximum(rows[:, None] - (w - 1) + np.arange(w), first[:, None])
+        idx = history_rows(rows, first, w)  # (B, w)
         return torch.from_numpy(self.tokens[idx].astype(np.int64))
 
     def rollout_batch(self, b: int, k: int, g: torch.Generator, split: str = "train") -> dict[str, torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from neuroplay.cliutil import add_dataclass_args, build
@@ -21,8 +22,6 @@ def run_collect(args: argparse.Namespace) -> int:
     from neuroplay.data.collect import CollectConfig, collect
 
     cfg = build(CollectConfig, args)
-    import time
-
     t0 = time.perf_counter()
     eps = collect(cfg)
     dt = time.perf_counter() - t0

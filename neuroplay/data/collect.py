@@ -178,7 +178,7 @@ def collect(cfg: CollectConfig) -> Episodes:
         # With --frames, and after an interruption, the episodes under way are kept too, as truncated
         # episodes (dones stays False at their end); --episodes N run to completion keeps exactly N.
         if cfg.frames or not completed:
-            finished += [s.to_episodes(meta) for s in slots if len(s.actions) > 0 and not resetting[slots.index(s)]]
+            finished += [s.to_episodes(meta) for i, s in enumerate(slots) if s.actions and not resetting[i]]
         result = _finish(out, parts, finished, meta)
     return result
 

@@ -30,6 +30,11 @@ def split_episodes(n_episodes: int, val_fraction: float = 0.1, seed: int = 0) ->
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def history_rows(rows: np.ndarray, first: np.ndarray, w: int = HISTORY) -> np.ndarray:
+    """Rows of the w-frame histories ending at `rows` (B,), clamped at each episode's `first` row: (B, w)."""
+    return np.maximum(rows[:, None] - (w - 1) + np.arange(w), first[:, None])
+
+
 def episode_weights(eps: Episodes, episodes: np.ndarray, expert_weight: float = 5.0) -> np.ndarray:
     """Per-episode sampling weight: human play counts `expert_weight` times (SPEC.md)."""
     return np.array([expert_weight if eps.sources[e] == "human" else 1.0 for e in episodes])
@@ -70,7 +75,7 @@ class RolloutDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
         r, f0, a = int(self.rows[i]), int(self.first[i]), int(self.trans[i])
-        hist = np.maximum(np.arange(r - HISTORY + 1, r + 1), f0)  # (4,) padded with the first frame
+        hist = history_rows(np.array([r]), np.array([f0]))[0]  # (4,) padded with the first frame
         return {
             "history": torch.from_numpy(np.asarray(self.images[hist]).astype(np.int64)),
             "actions": torch.from_numpy(self.eps.actions[a : a + self.k].astype(np.int64)),
