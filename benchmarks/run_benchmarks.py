@@ -93,7 +93,8 @@ def markdown(rows: list[tuple[str, dict[str, Any]]]) -> str:
         if r.get("paced"):
             p = r["paced"]
             extra.append(f"- {name}: paced loop {p['frames']} frames at {p['fps_target']:g} FPS: "
-                         f"{p['fps_sustained']:.2f} FPS sustained, {p['dropped']} dropped")
+                         f"{p['fps_sustained']:.2f} FPS sustained, {p['dropped']} dropped, "
+                         f"key-to-frame p95 {p['key_to_frame_ms']['p95']:.1f} ms")
     notes = "\n\nWithin-run ratios (p50 / p50) and the paced loop:\n\n" + "\n".join(extra) if extra else ""
     return head + "\n".join(lines) + notes + "\n"
 

@@ -23,13 +23,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
-import resource
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +33,7 @@ import numpy as np
 import torch
 
 from neuroplay import __version__
+from neuroplay.bench_report import format_table, machine_info, peak_rss_mb, ratios, stats, syncer, timeit
 from neuroplay.cliutil import add_dataclass_args, build
 
 ITEMS = ("wm", "decode", "loop", "train", "collect")
@@ -103,63 +99,7 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------ measuring
-def stats(samples_ms: list[float]) -> dict[str, float]:
-    """Median and tail of timings in ms (p90/p95/p99 of few samples are just the slowest ones)."""
-    a = np.asarray(samples_ms, dtype=np.float64)
-    p50, p90, p95, p99 = (float(np.percentile(a, q)) for q in (50, 90, 95, 99))
-    return {"p50": p50, "p90": p90, "p95": p95, "p99": p99, "mean": float(a.mean()), "min": float(a.min()),
-            "max": float(a.max()), "n": int(a.size)}
-
-
-def timeit(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> list[float]:
-    """Wall time of `fn` in ms per call; CUDA work is synchronized so the time includes it."""
-    sync = _syncer(device)
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        sync()
-        out = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
-
-def _syncer(device: torch.device) -> Callable[[], None]:
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """What the numbers depend on: CPU model and flags, cores, threads, torch, accelerator."""
-    from neuroplay.device import bf16_fast
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-        "bf16_fast": bf16_fast(device), "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 2**20 if sys.platform == "darwin" else r / 2**10
-
-
+# ------------------------------------------------------------------------------------------ items
 def load_models(cfg: BenchConfig) -> tuple[Any, Any, str, str]:
     """(vq, wm, preset name, source): a checkpoint's weights or the preset's random init."""
     from neuroplay.checkpoint import load_pair
@@ -241,27 +181,30 @@ def bench_loop(engine: Any, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def paced_loop(engine: Any, frames: int, fps: float, rng: np.random.Generator) -> dict[str, Any]:
-    """The headless game loop at a fixed rate: a frame is dropped when its work misses its deadline.
+    """The headless game loop at a fixed rate: a frame is dropped when it is not shown by its deadline.
 
-    Per frame, as in the game: keyed step (query + decode), then the next frame pass, then sleep to the
-    deadline. A late frame moves the schedule to now (no catch-up burst), so sustained FPS stays honest.
+    Per frame, as in the game: the keyed step (query + decode) produces the frame, which is shown; then
+    the next frame pass runs while waiting for the next key, then sleep to the deadline. A late frame
+    moves the schedule to now (no catch-up burst), so sustained FPS stays honest.
     """
-    budget, dropped, work = 1.0 / fps, 0, []
+    budget, dropped, shown, work = 1.0 / fps, 0, [], []
     start = deadline = time.perf_counter()
     for _ in range(frames):
         t0 = time.perf_counter()
         engine.step(int(rng.integers(4)))
+        t1 = time.perf_counter()
         engine.prepare()
         now = time.perf_counter()
+        shown.append((t1 - t0) * 1e3)
         work.append((now - t0) * 1e3)
         deadline += budget
-        if now > deadline:
+        if t1 > deadline:
             dropped, deadline = dropped + 1, now
-        else:
+        elif now < deadline:
             time.sleep(deadline - now)
     elapsed = time.perf_counter() - start
     return {"frames": frames, "fps_target": fps, "fps_sustained": frames / elapsed, "dropped": dropped,
-            "work_ms": stats(work)}
+            "key_to_frame_ms": stats(shown), "work_ms": stats(work)}
 
 
 def bench_train(preset_name: str, wm_cfg: Any, device: torch.device, cfg: BenchConfig) -> dict[str, Any]:
@@ -297,7 +240,7 @@ def bench_train(preset_name: str, wm_cfg: Any, device: torch.device, cfg: BenchC
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    sync = _syncer(device)
+    sync = syncer(device)
     step()
     times = []
     for _ in range(max(1, cfg.train_steps)):
@@ -340,32 +283,6 @@ def bench_matrix(wm: Any, device: torch.device, cfg: BenchConfig) -> dict[str, A
             out[f"{p}_{name}"] = {"wm_full": bench_wm(m, device, cfg)["wm_full"]}
             del m
     return out
-
-
-def ratios(res: dict[str, Any]) -> dict[str, float]:
-    """Speed-ups within this run (p50 over p50): > 1 means the second variant is faster."""
-    t, r = res.get("timings_ms", {}), {}
-
-    def p50(d: dict[str, Any], k: str) -> float | None:
-        return d[k]["p50"] if k in d else None
-
-    def put(name: str, slow: float | None, fast: float | None) -> None:
-        if slow and fast:
-            r[name] = slow / fast
-
-    put("decode_fp32_over_bf16_cl", p50(t, "decode_fp32"), p50(t, "decode_bf16_cl"))
-    put("wm_full_over_query", p50(t, "wm_full"), p50(t, "wm_query"))
-    if "wm_query" in t:
-        put("wm_full_over_frame_plus_query", p50(t, "wm_full"), t["wm_query"]["p50"] + t["wm_frame_pass"]["p50"])
-    mx = res.get("matrix") or {}
-    if "self_fp32" in mx:
-        for k in ("wm_query", "wm_full"):
-            put(f"{k}_fp32_over_bf16", p50(mx["self_fp32"], k), p50(mx["self_bf16"], k))
-        own = p50(mx["self_bf16"], "wm_query") or p50(mx["self_bf16"], "wm_full")
-        for key, v in mx.items():
-            if not key.startswith("self_") and key.endswith("_bf16"):
-                put(f"{key[:-5]}_full_bf16_over_self_step_bf16", v["wm_full"]["p50"], own)
-    return r
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -425,34 +342,3 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
     if device.type == "cuda":
         res["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return res
-
-
-def format_table(res: dict[str, Any]) -> str:
-    """A Markdown table of the timings with the machine and model above it."""
-    m, mo = res["machine"], res["model"]
-    lines = [f"neuroplay bench: {mo['preset']} ({mo['source']}, {mo['attention']}, d{mo['d_model']} "
-             f"L{mo['n_layers']}, {mo['dtype']}{', compiled' if mo['compile'] else ''}) on {m['device']}"
-             f"{' ' + m['gpu'] if 'gpu' in m else ''}; {m['cpu']}, {m['cores']} cores, {m['torch_threads']} "
-             f"threads, torch {m['torch']}, load {m['load_avg_1m']}", "",
-             "| item | p50 ms | p90 ms | p95 ms | p99 ms | FPS at p50 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    rows = list(res["timings_ms"].items())
-    rows += [(f"matrix {key} {k}", s) for key, v in (res.get("matrix") or {}).items() for k, s in v.items()]
-    for k, s in rows:
-        fps = f"{1e3 / s['p50']:.1f}" if s["p50"] > 0 else "-"
-        lines.append(f"| {k} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {fps} |")
-    lines.append("")
-    if res.get("paced"):
-        p = res["paced"]
-        lines.append(f"paced loop: {p['frames']} frames at {p['fps_target']:g} FPS target: "
-                     f"{p['fps_sustained']:.2f} FPS sustained, {p['dropped']} dropped")
-    th = res.get("throughput", {})
-    if "train" in th:
-        lines.append(f"training: {th['train']['samples_per_s']:.1f} samples/s "
-                     f"({th['train']['step_ms']['p50']:.0f} ms/step, {th['train']['targets_per_step']} targets)")
-    if "collect" in th:
-        lines.append(f"collection: {th['collect']['frames_per_s']:.0f} frames/s")
-    for k, v in res.get("ratios", {}).items():
-        lines.append(f"ratio {k}: {v:.2f}x")
-    lines.append(f"peak RSS: {res['peak_rss_play_mb']:.0f} MiB after the play items, "
-                 f"{res['peak_rss_mb']:.0f} MiB in all")
-    return "\n".join(lines)

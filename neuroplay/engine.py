@@ -68,6 +68,7 @@ class DreamEngine:
         self.last_tokens: torch.Tensor | None = None
         self._query = torch.compile(wm.query) if compile and wm.block_causal else wm.query
         self._forward = torch.compile(wm.forward) if compile and not wm.block_causal else wm.forward
+        self._warm = False
 
     @classmethod
     def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", **kw: object) -> DreamEngine:
@@ -102,7 +103,25 @@ class DreamEngine:
         self.pending, self.last_tokens = toks[-1], toks[-1]
         if not self.cached:
             self.history.append(toks[-1])
+        if not self._warm:
+            self._warm_up()
         return self.decode(toks[-1:])[0]
+
+    @torch.inference_mode()
+    def _warm_up(self) -> None:
+        """One untimed step on a throwaway state before the first real one: the first call of each kernel
+        is several times slower (allocations, oneDNN primitives) and would be the game's first frame."""
+        toks = torch.zeros(self.window, self.wm.n_tokens, dtype=torch.long, device=self.device)
+        a = torch.zeros(1, dtype=torch.long, device=self.device)
+        if self.cached:
+            cache = self.wm.new_cache()
+            for t in toks:
+                self.wm.push_frame(cache, t[None])
+            logits = self._query(cache, a).logits
+        else:
+            logits = self._forward(toks[None], a).logits
+        self.decode(sample_tokens(logits[0].float(), 0.0)[None])
+        self._warm = True
 
     def _push(self, t: torch.Tensor) -> None:
         if self.cached:

@@ -299,10 +299,10 @@ class App:
         if st.submit(None if browsing else self.keys(), self.cmds):
             self.cmds = []
         budget = 0.8 / self.fps if self.fps > 0 else 0.0
-        while st.busy and time.perf_counter() - t0 < budget:  # show this tick's frame if it is ready in time
+        while st.pending and time.perf_counter() - t0 < budget:  # show this tick's frame if it is ready in time
             time.sleep(0.001)
         view, new = st.poll()
-        self.stats.tick(new and view.stepped, st.busy and not s.paused, view.model_ms)
+        self.stats.tick(new and view.stepped, st.pending and not s.paused, view.model_ms)
         self.scrub_rect = draw_play(self.screen, self.fonts, view, self.help, HELP,
                                     self.toast if time.perf_counter() < self.toast_until else "",
                                     self.video is not None, self.tick_no)

@@ -4,7 +4,9 @@ Why a thread: with the `spec` model on a CPU one dream step takes longer than th
 The window must still read input, redraw and answer the OS every frame, so the step runs on a worker
 and the UI shows the newest finished frame; a tick without a new frame is a *dropped frame* and the
 game simply runs slower (the HUD says so). After each step the worker also runs the dream's
-action-independent pass (`Session.idle`) while the player decides the next key.
+action-independent pass (`Session.idle`) while the player decides the next key. The UI waits only for
+the step (`pending`), not for that pass: the frame is shown as soon as it exists, and the next key may
+be submitted while the pass still runs (it is queued behind it).
 PyTorch releases the GIL inside its kernels, so the UI thread stays responsive during inference.
 """
 
@@ -31,24 +33,34 @@ class Stepper:
         self.threaded = threaded
         self._latest: View = session.view()
         self._new = False
-        self._busy = False
+        self._pending = False  # a submitted step has not published its view yet
+        self._active = 0  # submitted jobs not finished (step and idle pass)
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._jobs: queue.Queue[tuple[Keys | None, list[Command]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        session.idle()  # the first frame pass now, before the clock runs, not inside the first frame
         if threaded:
             self._thread = threading.Thread(target=self._work, name="neuroplay-step", daemon=True)
             self._thread.start()
 
     @property
+    def pending(self) -> bool:
+        """The last submitted frame is not ready yet (what the UI waits for and counts as dropped)."""
+        return self._pending
+
+    @property
     def busy(self) -> bool:
-        return self._busy
+        """The worker still has work, including the action-independent pass after a step."""
+        return self._active > 0
 
     def submit(self, keys: Keys | None, commands: list[Command] | None = None) -> bool:
-        """Start the next frame (commands first); False if the previous one is still running."""
-        if self._busy:
-            return False
-        self._busy = True
+        """Start the next frame (commands first); False if the previous frame is not ready yet."""
+        with self._lock:
+            if self._pending:
+                return False
+            self._pending = True
+            self._active += 1
         job = (keys, list(commands or []))
         if self.threaded:
             self._jobs.put(job)
@@ -62,16 +74,21 @@ class Stepper:
 
     def _run(self, keys: Keys | None, commands: list[Command]) -> None:
         try:
-            for name, *args in commands:
-                self.session.command(name, *args)
-            view = self.session.step(keys)
-            with self._lock:
-                self._latest, self._new = view, self._new or view.stepped or bool(commands)
-            self.session.idle()
+            try:
+                for name, *args in commands:
+                    self.session.command(name, *args)
+                view = self.session.step(keys)
+                with self._lock:
+                    self._latest, self._new = view, self._new or view.stepped or bool(commands)
+            finally:
+                self._pending = False
+            if self._jobs.empty():  # a queued key goes first; its step prepares the next pass itself
+                self.session.idle()
         except BaseException as e:  # noqa: BLE001 - handed to the UI thread, which re-raises it
             self._error = e
         finally:
-            self._busy = False
+            with self._lock:
+                self._active -= 1
 
     def poll(self) -> tuple[View, bool]:
         """The newest view and whether it is new since the last poll; re-raises a worker error."""
@@ -85,7 +102,7 @@ class Stepper:
     def wait(self, timeout: float = 60.0) -> None:
         """Block until the worker is idle (before closing or switching sessions)."""
         t0 = time.perf_counter()
-        while self._busy and time.perf_counter() - t0 < timeout:
+        while self.busy and time.perf_counter() - t0 < timeout:
             time.sleep(0.002)
 
     def close(self) -> None:
@@ -107,6 +124,7 @@ class FrameStats:
         self.frame_ms: list[float] = []
         self.model_ms: list[float] = []
         self.ticks = self.frames = self.dropped = 0
+        self.dropped_at: list[int] = []  # tick numbers of the first dropped frames (where to look)
 
     def tick(self, new_frame: bool, waiting: bool, model_ms: float = 0.0) -> None:
         """One UI tick: `new_frame` if a game frame was shown, `waiting` if the model was still busy."""
@@ -123,6 +141,8 @@ class FrameStats:
                 self.model_ms.append(model_ms)
         elif waiting:
             self.dropped += 1
+            if len(self.dropped_at) < 20:
+                self.dropped_at.append(self.ticks - 1)
 
     def summary(self) -> dict[str, Any]:
         span = (self.last_frame - self.t0) if self.t0 is not None and self.last_frame is not None else 0.0
@@ -138,5 +158,5 @@ class FrameStats:
             "target_fps": self.target_fps, "ticks": self.ticks, "frames": self.frames,
             "sustained_fps": round((self.frames - 1) / span, 2) if span > 0 else 0.0,
             "frame_time_ms": pct(self.frame_ms), "model_step_ms": pct(self.model_ms),
-            "dropped_frames": self.dropped,
+            "dropped_frames": self.dropped, "dropped_at_ticks": self.dropped_at,
         }

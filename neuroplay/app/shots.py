@@ -16,11 +16,18 @@ SHOT_TICK = 45
 """Tick at which the screenshot is taken (3 s at 15 FPS: the ball is in play)."""
 
 
+def _downs(n: int) -> str:
+    """Menu navigation: Down tapped on ticks 1..n."""
+    return ",".join(f"{t}:down" for t in range(1, n + 1))
+
+
 def scenarios(checkpoint: str, replay_file: str) -> dict[str, list[str]]:
     ck = ["--checkpoint", checkpoint] if checkpoint else []
     shot = f"{SHOT_TICK}:s"
     return {
         "menu": ["play", "--mode", "menu", "--keys", f"1:down,{shot}"],
+        "train": ["play", "--mode", "menu", "--keys", f"{_downs(5)},7:return,{shot}"],
+        "settings": ["play", "--mode", "menu", "--keys", f"{_downs(6)},8:return,{shot}"],
         "dream": ["play", *ck, "--autopilot", "tracker", "--keys", shot],
         "real": ["play", "--mode", "real", "--autopilot", "tracker", "--keys", shot],
         "compare": ["compare", *ck, "--autopilot", "tracker", "--keys", shot],
