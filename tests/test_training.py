@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroplay.checkpoint import load_checkpoint, load_pair
+from neuroplay.checkpoint import CheckpointError, load_checkpoint, load_pair
 from neuroplay.cli import COMMANDS
 from neuroplay.cli import main as cli
 from training.common import TrainingStopped
@@ -141,6 +141,16 @@ def test_resume_with_another_preset_is_refused(tmp_path: Path, tiny_run: Path) -
     train_wm(wm_cfg(tmp_path / "d", tiny_run, steps=5))
     with pytest.raises(Exception, match="different model config"):
         train_wm(wm_cfg(tmp_path / "d", tiny_run, preset="tiny-full", resume=True))
+
+
+def test_init_starts_from_a_checkpoint_and_refuses_another_config(tmp_path: Path, tiny_run: Path) -> None:
+    train_wm(wm_cfg(tmp_path / "e", tiny_run, steps=1, lr=0.0, init=str(tiny_run / "wm")))
+    a, _ = load_checkpoint(tiny_run / "wm")
+    b, _ = load_checkpoint(tmp_path / "e" / "last" / "wm")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k  # lr 0: one step leaves the fine-tuning start as it was
+    with pytest.raises(CheckpointError, match="differs from the preset"):
+        train_wm(wm_cfg(tmp_path / "f", tiny_run, preset="tiny-full", init=str(tiny_run / "wm")))
 
 
 # ---------------------------------------------------------------- CLI

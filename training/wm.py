@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from neuroplay.checkpoint import load_checkpoint, save_checkpoint
+from neuroplay.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from neuroplay.config import get_preset
 from neuroplay.device import resolve_device
 from neuroplay.models.world_model import TemporalWorldModel
@@ -108,6 +108,8 @@ class WMTrainConfig:
     """Steps between real-vs-rollout image grids."""
     resume: bool = False
     """Continue the run in run_dir from its last checkpoint."""
+    init: str = ""
+    """Start from this world-model checkpoint's weights (fine-tuning; fresh optimizer and schedule)."""
     progress_bar: bool = True
     """Show a progress bar."""
 
@@ -166,6 +168,15 @@ def canary(model: TemporalWorldModel, batch: dict[str, torch.Tensor], device: to
     }
 
 
+def init_from(model: TemporalWorldModel, directory: Path) -> None:
+    """Copy a checkpoint's weights into `model`; the two configs must agree field for field."""
+    src, _ = load_checkpoint(directory, "world_model")
+    if src.cfg != model.cfg:
+        diff = [k for k in vars(model.cfg) if getattr(src.cfg, k) != getattr(model.cfg, k)]
+        raise CheckpointError(f"{directory}: --init checkpoint differs from the preset in {', '.join(diff[:4])}")
+    model.load_state_dict(src.state_dict())
+
+
 def train_wm(cfg: WMTrainConfig) -> Path:
     """Train, checkpointing into `<run_dir>/wm` (best canary) and `<run_dir>/last/wm` (resume)."""
     device = resolve_device(cfg.device)
@@ -196,6 +207,8 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     step, best = 0, None
     if cfg.resume:
         step, best = load_resume(last_dir, model, opt)
+    elif cfg.init:
+        init_from(model, Path(cfg.init))
     net: Any = model
     if dist_info.world > 1:
         ids = [device.index] if device.type == "cuda" else None
