@@ -243,6 +243,44 @@ def test_stepper_threads_and_stats(dream_env) -> None:
     assert out["frames"] == 3 and out["model_step_ms"]["p50"] > 0 and out["dropped_frames"] == 0
 
 
+def test_stepper_pending_refuses_a_second_key_until_the_frame_is_ready() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from neuroplay.app.runner import Stepper
+
+    gate = threading.Event()
+
+    class Slow:  # the session surface the Stepper uses; its step blocks until the test opens the gate
+        steps = idles = 0
+
+        def view(self, stepped: bool = False) -> SimpleNamespace:
+            return SimpleNamespace(stepped=stepped, n=self.steps)
+
+        def step(self, keys: Keys | None) -> SimpleNamespace:
+            gate.wait(5)
+            self.steps += 1
+            return self.view(True)
+
+        def idle(self) -> float:
+            self.idles += 1
+            return 0.0
+
+    s = Slow()
+    st = Stepper(s, threaded=True)  # type: ignore[arg-type]
+    try:
+        assert s.idles == 1 and not st.pending  # the first frame pass runs before the clock starts
+        assert st.submit(Keys(left=True)) and st.pending
+        assert not st.wait_frame(0.02) and not st.submit(Keys(right=True))  # one frame at a time
+        gate.set()
+        assert st.wait_frame(5) and not st.pending
+        st.wait()
+        assert s.steps == 1 and s.idles == 2 and st.poll()[0].n == 1 and st.submit(Keys())
+    finally:
+        gate.set()
+        st.close()
+
+
 def test_trainjob_parsing_and_commands(tmp_path: Path) -> None:
     from neuroplay.trainjob import Progress, TrainSpec, command, parse_line
 

@@ -81,6 +81,9 @@ class App:
         self.cli_video: VideoWriter | None = None
         """--video: the whole run."""
         self.stats = FrameStats(cfg.fps)
+        self.draw_s = 0.005
+        """Running mean of the time from the end of the frame wait to the flip (seconds)."""
+        self.wait_end: float | None = None
         self.script = KeyScript(cfg.keys)
         self.tick_no, self.quit, self.exit_code = 0, False, 0
         self.notice, self.toast, self.toast_until = "", "", 0.0
@@ -281,6 +284,9 @@ class App:
             self.menu.draw(self.screen, self.fonts, self.notice + ("   (training in the background)"
                                                                    if self.train.running else ""))
         pygame.display.flip()
+        if self.wait_end is not None:  # learn how long drawing takes, to know how long a frame may be awaited
+            self.draw_s = 0.9 * self.draw_s + 0.1 * (time.perf_counter() - self.wait_end)
+            self.wait_end = None
         for v in (self.video, self.cli_video):
             if v is not None:
                 v.add(self.capture())
@@ -298,9 +304,10 @@ class App:
                     self.cmds.append(("seek", d))
         if st.submit(None if browsing else self.keys(), self.cmds):
             self.cmds = []
-        budget = 0.8 / self.fps if self.fps > 0 else 0.0
-        while st.pending and time.perf_counter() - t0 < budget:  # show this tick's frame if it is ready in time
-            time.sleep(0.001)
+        # Wait for this tick's frame as long as drawing it still fits in the tick (2 ms to spare).
+        budget = 1.0 / self.fps - self.draw_s - 0.002 if self.fps > 0 else 0.0
+        st.wait_frame(t0 + budget - time.perf_counter())
+        self.wait_end = time.perf_counter()
         view, new = st.poll()
         self.stats.tick(new and view.stepped, st.pending and not s.paused, view.model_ms)
         self.scrub_rect = draw_play(self.screen, self.fonts, view, self.help, HELP,

@@ -33,7 +33,8 @@ class Stepper:
         self.threaded = threaded
         self._latest: View = session.view()
         self._new = False
-        self._pending = False  # a submitted step has not published its view yet
+        self._ready = threading.Event()  # cleared from submit until the step has published its view
+        self._ready.set()
         self._active = 0  # submitted jobs not finished (step and idle pass)
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -47,7 +48,11 @@ class Stepper:
     @property
     def pending(self) -> bool:
         """The last submitted frame is not ready yet (what the UI waits for and counts as dropped)."""
-        return self._pending
+        return not self._ready.is_set()
+
+    def wait_frame(self, timeout: float) -> bool:
+        """Block until the submitted frame is ready or `timeout` seconds pass; True if it is ready."""
+        return self._ready.wait(max(0.0, timeout))
 
     @property
     def busy(self) -> bool:
@@ -57,9 +62,9 @@ class Stepper:
     def submit(self, keys: Keys | None, commands: list[Command] | None = None) -> bool:
         """Start the next frame (commands first); False if the previous frame is not ready yet."""
         with self._lock:
-            if self._pending:
+            if not self._ready.is_set():
                 return False
-            self._pending = True
+            self._ready.clear()
             self._active += 1
         job = (keys, list(commands or []))
         if self.threaded:
@@ -81,7 +86,7 @@ class Stepper:
                 with self._lock:
                     self._latest, self._new = view, self._new or view.stepped or bool(commands)
             finally:
-                self._pending = False
+                self._ready.set()
             if self._jobs.empty():  # a queued key goes first; its step prepares the next pass itself
                 self.session.idle()
         except BaseException as e:  # noqa: BLE001 - handed to the UI thread, which re-raises it
