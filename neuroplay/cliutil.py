@@ -42,7 +42,7 @@ def add_dataclass_args(
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        help_ = f"{docs.get(f.name, '')} (default: {default})"
+        help_ = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")  # argparse formats help with %
         t = str(f.type)
         kw: dict[str, Any] = {"help": help_, "default": None}
         if f.name in positional:

@@ -7,7 +7,8 @@ What makes it fast enough for 15 FPS on a laptop CPU (figures in the README, `ne
   so `prepare()` runs it while the game waits for the next key, and only the 337-token query pass and
   the decode sit between the key press and the screen. Full-attention models (`spec`) recompute the
   1681-token forward each step (fine on a GPU, ~3 FPS on a 2-core CPU);
-- optional `torch.compile` (off by default: 12-25 s start-up for 0-30%).
+- optional `torch.compile` (`--compile`, off by default: 12-25 s start-up for 0-30% on a CPU; on CUDA
+  mode "reduce-overhead", i.e. CUDA graphs: not measured here, no GPU was lent).
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ class DreamEngine:
         self.history: deque[torch.Tensor] = deque(maxlen=self.window)
         self.pending: torch.Tensor | None = None  # newest tokens not yet pushed into the cache
         self.last_tokens: torch.Tensor | None = None
-        self._query = torch.compile(wm.query) if compile and wm.block_causal else wm.query
-        self._forward = torch.compile(wm.forward) if compile and not wm.block_causal else wm.forward
+        # On CUDA, "reduce-overhead" replays the step as CUDA graphs (batch-1 steps are launch-bound there).
+        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        self._query = torch.compile(wm.query, mode=mode) if compile and wm.block_causal else wm.query
+        self._forward = torch.compile(wm.forward, mode=mode) if compile and not wm.block_causal else wm.forward
         self._warm = False
 
     @classmethod

@@ -32,6 +32,8 @@ class PlayConfig:
     """Integer window scale of the 84x64 frame (0: fit the screen)."""
     temperature: float = 0.0
     """Sampling temperature of the dream's tokens (0: argmax)."""
+    compile: bool = False
+    """torch.compile the world model's step: 12-25 s start-up on a CPU, up to 30 percent faster; CUDA graphs on GPU."""
     seed: int = 0
     """Emulator and sampling seed."""
     autopilot: Literal["off", "tracker", "random"] = "off"

@@ -383,11 +383,12 @@ def e_count(episodes: Episodes | None) -> int:
 
 def open_session(mode: str, checkpoint: str | Path | None, *, device: str = "auto", temperature: float = 0.0,
                  seed: int = 0, out: str | Path | None = None, replay_file: str | Path | None = None,
-                 autopilot: str = "off", fps: float = 15.0) -> Session:
+                 autopilot: str = "off", fps: float = 15.0, compile: bool = False) -> Session:
     """Build a Session, loading what the mode needs (raises CheckpointError / DatasetError, one line)."""
     episodes = Episodes.load(replay_file, mmap=True) if mode == "replay" and replay_file is not None else None
     dream = None
     if mode in ("dream", "compare") or (mode == "replay" and checkpoint is not None):
         assert checkpoint is not None
-        dream = DreamEnv.from_checkpoint(checkpoint, device=device, temperature=temperature, seed=seed)
+        dream = DreamEnv.from_checkpoint(checkpoint, device=device, temperature=temperature, seed=seed,
+                                         compile=compile)
     return Session(mode, dream, seed=seed, record_to=out, episodes=episodes, autopilot=autopilot, fps=fps)

@@ -158,6 +158,7 @@ class App:
             if mode == "replay" and not self.replay_file:
                 raise ValueError("replay needs an episode file (neuroplay replay FILE, or record one first)")
             session = open_session(mode, ckpt, device=self.device, temperature=self.temperature,
+                                   compile=self.cfg.compile,
                                    seed=self.cfg.seed, out=self.cfg.out, replay_file=self.replay_file or None,
                                    autopilot=self.autopilot, fps=self.fps)
         except Exception as e:

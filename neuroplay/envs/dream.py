@@ -49,9 +49,10 @@ class DreamEnv:
 
     @classmethod
     def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", temperature: float = 0.0,
-                        seed: int = 0, **kw: Any) -> DreamEnv:
+                        seed: int = 0, compile: bool = False, **kw: Any) -> DreamEnv:
         """Load `<run_dir>/vqvae` + `<run_dir>/wm` (raises `CheckpointError` with a one-line message)."""
-        engine = DreamEngine.from_checkpoint(run_dir, device=device, temperature=temperature, seed=seed)
+        engine = DreamEngine.from_checkpoint(run_dir, device=device, temperature=temperature, seed=seed,
+                                             compile=compile)
         return cls(engine, seed=seed, **kw)
 
     def reset(self, frames: np.ndarray | None = None, tokens: np.ndarray | None = None,
