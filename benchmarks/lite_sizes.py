@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuroplay.bench_report import machine_info
+from neuroplay.bench_report import machine_info, stats
 from neuroplay.config import get_preset
 from neuroplay.engine import DreamEngine
 from neuroplay.models.vqvae import VQVAE
@@ -65,18 +65,17 @@ def main(argv: list[str] | None = None) -> int:
             prep, key = time_steps(e, args.steps, rng)
             times[k][0].extend(prep)
             times[k][1].extend(key)
-    base = np.median(np.add(*times[CANDIDATES[0]]))
+    base = stats(list(np.add(*times[CANDIDATES[0]])))["p50"]
     rows = []
     machine = machine_info(torch.device("cpu"))
     print(f"machine: {machine}")
     print("| d | layers | params | frame pass p50 | key-to-frame p50 / p95 | work per frame p50 | vs d128 L4 |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (d, n), (prep, key) in times.items():
-        work = np.add(prep, key)
+        fp, kf, work = stats(prep), stats(key), stats(list(np.add(prep, key)))
         params = sum(q.numel() for q in engines[(d, n)].wm.parameters())
-        row = {"d": d, "layers": n, "params": params, "frame_pass_p50": float(np.median(prep)),
-               "key_to_frame_p50": float(np.median(key)), "key_to_frame_p95": float(np.percentile(key, 95)),
-               "work_p50": float(np.median(work)), "ratio": float(np.median(work) / base)}
+        row = {"d": d, "layers": n, "params": params, "frame_pass_p50": fp["p50"], "key_to_frame_p50": kf["p50"],
+               "key_to_frame_p95": kf["p95"], "work_p50": work["p50"], "ratio": work["p50"] / base}
         rows.append(row)
         print(f"| {d} | {n} | {params / 1e6:.2f}M | {row['frame_pass_p50']:.1f} | {row['key_to_frame_p50']:.1f} / "
               f"{row['key_to_frame_p95']:.1f} | {row['work_p50']:.1f} | {row['ratio']:.2f}x |")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from neuroplay.checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
+from neuroplay.checkpoint import CheckpointError, atomic_write_bytes, kind_of, load_checkpoint, save_checkpoint
 from neuroplay.device import bf16_fast
 
 STATE_FILE = "train_state.pt"
@@ -148,13 +148,7 @@ def save_resume(
 
 def load_resume(stage_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float | None]:
     """Restore what `save_resume` wrote; returns (step, best)."""
-    from neuroplay.checkpoint import load_checkpoint
-
-    loaded, _ = load_checkpoint(stage_dir)
-    own = _unwrap(model)
-    if loaded.cfg != own.cfg:
-        raise CheckpointError(f"{stage_dir}: --resume with a different model config than the run was started with")
-    own.load_state_dict(loaded.state_dict())
+    load_weights(stage_dir, model, "--resume")
     path = stage_dir / STATE_FILE
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -162,6 +156,17 @@ def load_resume(stage_dir: Path, model: nn.Module, optimizer: torch.optim.Optimi
         raise CheckpointError(f"{path}: cannot read resume state ({e.__class__.__name__})") from e
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"]), state.get("best")
+
+
+def load_weights(directory: Path, model: nn.Module, flag: str) -> None:
+    """Copy a checkpoint's weights into `model`; its kind and config must match the model's field for field."""
+    own = _unwrap(model)
+    loaded, _ = load_checkpoint(directory, kind_of(own))
+    if loaded.cfg != own.cfg:
+        fields = [k for k in vars(own.cfg) if getattr(loaded.cfg, k) != getattr(own.cfg, k)]
+        raise CheckpointError(f"{directory}: {flag}: different model config "
+                              f"(differs from the preset in {', '.join(fields[:4])})")
+    own.load_state_dict(loaded.state_dict())
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

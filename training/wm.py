@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from neuroplay.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from neuroplay.checkpoint import load_checkpoint, save_checkpoint
 from neuroplay.config import get_preset
 from neuroplay.device import resolve_device
 from neuroplay.models.world_model import TemporalWorldModel
@@ -30,6 +30,7 @@ from training.common import (
     check_finite,
     init_distributed,
     load_resume,
+    load_weights,
     lr_at,
     progress,
     save_resume,
@@ -168,15 +169,6 @@ def canary(model: TemporalWorldModel, batch: dict[str, torch.Tensor], device: to
     }
 
 
-def init_from(model: TemporalWorldModel, directory: Path) -> None:
-    """Copy a checkpoint's weights into `model`; the two configs must agree field for field."""
-    src, _ = load_checkpoint(directory, "world_model")
-    if src.cfg != model.cfg:
-        diff = [k for k in vars(model.cfg) if getattr(src.cfg, k) != getattr(model.cfg, k)]
-        raise CheckpointError(f"{directory}: --init checkpoint differs from the preset in {', '.join(diff[:4])}")
-    model.load_state_dict(src.state_dict())
-
-
 def train_wm(cfg: WMTrainConfig) -> Path:
     """Train, checkpointing into `<run_dir>/wm` (best canary) and `<run_dir>/last/wm` (resume)."""
     device = resolve_device(cfg.device)
@@ -208,7 +200,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     if cfg.resume:
         step, best = load_resume(last_dir, model, opt)
     elif cfg.init:
-        init_from(model, Path(cfg.init))
+        load_weights(Path(cfg.init), model, "--init")
     net: Any = model
     if dist_info.world > 1:
         ids = [device.index] if device.type == "cuda" else None

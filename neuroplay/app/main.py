@@ -82,7 +82,7 @@ class App:
         """--video: the whole run."""
         self.stats = FrameStats(cfg.fps)
         self.draw_s = 0.005
-        """Running mean of the time from the end of the frame wait to the flip (seconds)."""
+        """Running mean of the time from the end of the frame wait to the end of the tick's work (seconds)."""
         self.wait_end: float | None = None
         self.script = KeyScript(cfg.keys)
         self.tick_no, self.quit, self.exit_code = 0, False, 0
@@ -285,12 +285,12 @@ class App:
             self.menu.draw(self.screen, self.fonts, self.notice + ("   (training in the background)"
                                                                    if self.train.running else ""))
         pygame.display.flip()
-        if self.wait_end is not None:  # learn how long drawing takes, to know how long a frame may be awaited
-            self.draw_s = 0.9 * self.draw_s + 0.1 * (time.perf_counter() - self.wait_end)
-            self.wait_end = None
         for v in (self.video, self.cli_video):
             if v is not None:
                 v.add(self.capture())
+        if self.wait_end is not None:  # learn how long a shown frame costs, to know how long it may be awaited
+            self.draw_s = 0.9 * self.draw_s + 0.1 * (time.perf_counter() - self.wait_end)
+            self.wait_end = None
         if self.fps > 0:
             self.clock.tick(self.fps)
         self.tick_no += 1
