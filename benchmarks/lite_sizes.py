@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from neuroplay.bench import loop_samples
 from neuroplay.bench_report import machine_info, stats
 from neuroplay.config import get_preset
 from neuroplay.engine import DreamEngine
@@ -36,19 +36,6 @@ def engine_for(d: int, layers: int, seed: int) -> DreamEngine:
     return DreamEngine(VQVAE(lite.vq).eval(), TemporalWorldModel(cfg).eval(), device="cpu")
 
 
-def time_steps(engine: DreamEngine, steps: int, rng: np.random.Generator) -> tuple[list[float], list[float]]:
-    """(frame-pass ms, key-to-frame ms) of `steps` game steps after 3 untimed ones."""
-    prep, key = [], []
-    for i in range(steps + 3):
-        p = engine.prepare()
-        t0 = time.perf_counter()
-        engine.step(int(rng.integers(4)))
-        if i >= 3:
-            prep.append(p)
-            key.append((time.perf_counter() - t0) * 1e3)
-    return prep, key
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all candidates")
@@ -62,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         e.reset(tokens=rng.integers(e.wm.cfg.n_vocab, size=(e.window, e.wm.cfg.n_tokens)))
     for _ in range(args.rounds):
         for k, e in engines.items():
-            prep, key = time_steps(e, args.steps, rng)
-            times[k][0].extend(prep)
-            times[k][1].extend(key)
+            raw = loop_samples(e, args.steps, 3, rng)
+            times[k][0].extend(raw["prepare"])
+            times[k][1].extend(raw["key_to_frame"])
     base = stats(list(np.add(*times[CANDIDATES[0]])))["p50"]
     rows = []
     machine = machine_info(torch.device("cpu"))

@@ -156,24 +156,32 @@ def bench_decode(vq: Any, device: torch.device, cfg: BenchConfig) -> dict[str, d
     return out
 
 
-def bench_loop(engine: Any, cfg: BenchConfig) -> dict[str, Any]:
-    """The engine's step as the game calls it: prepare while waiting, then the keyed step."""
-    rng = np.random.default_rng(cfg.seed)
-    n_vocab, n = engine.wm.cfg.n_vocab, engine.wm.cfg.n_tokens
-    engine.reset(tokens=rng.integers(n_vocab, size=(engine.window, n)))
+def loop_samples(engine: Any, steps: int, warmup: int, rng: np.random.Generator) -> dict[str, list[float]]:
+    """Raw per-step ms of the game's step (prepare while waiting, then the keyed step), after `warmup`.
+
+    Raw, not summarised, so callers can pool samples over interleaved rounds (benchmarks/lite_sizes.py).
+    """
     parts: dict[str, list[float]] = {"prepare": [], "model": [], "decode": [], "key_to_frame": [], "play_loop": []}
-    for i in range(cfg.warmup + cfg.steps):
+    for i in range(warmup + steps):
         t0 = time.perf_counter()
         prep = engine.prepare()
         s = engine.step(int(rng.integers(4)))
         total = (time.perf_counter() - t0) * 1e3
-        if i >= cfg.warmup:
+        if i >= warmup:
             for k in ("model", "decode"):
                 parts[k].append(s.timings_ms[k])
             parts["prepare"].append(prep)
             parts["key_to_frame"].append(s.timings_ms["total"])
             parts["play_loop"].append(total)
-    out = {k: stats(v) for k, v in parts.items()}
+    return parts
+
+
+def bench_loop(engine: Any, cfg: BenchConfig) -> dict[str, Any]:
+    """The engine's step as the game calls it, summarised; then the paced loop if asked."""
+    rng = np.random.default_rng(cfg.seed)
+    n_vocab, n = engine.wm.cfg.n_vocab, engine.wm.cfg.n_tokens
+    engine.reset(tokens=rng.integers(n_vocab, size=(engine.window, n)))
+    out: dict[str, Any] = {k: stats(v) for k, v in loop_samples(engine, cfg.steps, cfg.warmup, rng).items()}
     out["fps_ceiling"] = 1e3 / out["play_loop"]["p50"]
     if cfg.paced_frames > 0:
         out["paced"] = paced_loop(engine, cfg.paced_frames, cfg.fps, rng)

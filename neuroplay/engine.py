@@ -113,7 +113,11 @@ class DreamEngine:
     @torch.inference_mode()
     def _warm_up(self) -> None:
         """One untimed step on a throwaway state before the first real one: the first call of each kernel
-        is several times slower (allocations, oneDNN primitives) and would be the game's first frame."""
+        is several times slower (allocations, oneDNN primitives) and would be the game's first frame.
+
+        Compiled, the query is also run at a second frame time: dynamo specialises on the cache's integer
+        time at first and recompiles (10-25 s on a CPU) when it changes, so that happens here, not in play.
+        """
         toks = torch.zeros(self.window, self.wm.n_tokens, dtype=torch.long, device=self.device)
         a = torch.zeros(1, dtype=torch.long, device=self.device)
         if self.cached:
@@ -121,6 +125,9 @@ class DreamEngine:
             for t in toks:
                 self.wm.push_frame(cache, t[None])
             logits = self._query(cache, a).logits
+            if self._query is not self.wm.query:
+                self.wm.push_frame(cache, toks[:1])
+                logits = self._query(cache, a).logits
         else:
             logits = self._forward(toks[None], a).logits
         self.decode(sample_tokens(logits[0].float(), 0.0)[None])
