@@ -11,6 +11,8 @@ Per-episode emulator seeds go in `meta["episode_seeds"]` so a recording replays 
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ class Recorder:
         self.path = Path(path)
         if self.path.suffix != ".npz":
             raise ValueError(f"--out {self.path}: the dataset format is .npz")
+        try:  # refuse before anything is played, not at the first game over
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {self.path}: cannot create its folder ({e.strerror or e})") from e
+        if not os.access(self.path.parent, os.W_OK):
+            raise ValueError(f"--out {self.path}: its folder is not writable")
         self.source = source
         self.frames: list[np.ndarray] = []
         self.actions: list[int] = []
@@ -89,21 +97,25 @@ class Recorder:
     def close(self) -> bool:
         """Keep the episode under way and write all pending episodes (Esc, window close, Ctrl-C).
 
-        If the file still cannot be written (e.g. it was corrupted by something else), the pending
-        episodes go to a rescue file beside it rather than being dropped."""
+        If the file still cannot be written (e.g. it was corrupted by something else, or its folder went
+        away), the pending episodes go to a rescue file beside it, else in the working or temp folder."""
         ok = self.finish_episode()
         self.frames = []
-        if not ok and self.unsaved:
-            rescue = self.path.with_name(f"{self.path.stem}.rescue-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+        if ok or not self.unsaved:
+            return ok
+        pending = Episodes.concat([e for e, _ in self.unsaved], meta={
+            "episode_seeds": [s for _, s in self.unsaved], "rescued_for": str(self.path)})
+        name = f"{self.path.stem}.rescue-{time.strftime('%Y%m%d-%H%M%S')}.npz"
+        for folder in (self.path.parent, Path.cwd(), Path(tempfile.gettempdir())):
             try:
-                Episodes.concat([e for e, _ in self.unsaved], meta={"episode_seeds": [s for _, s in self.unsaved],
-                                                                  "rescued_for": str(self.path)}).save(rescue)
+                rescue = pending.save(folder / name)
             except DatasetError:
-                return False
+                continue
             self.message = f"{self.path} could not be written; this session's episodes are in {rescue}"
             self.saved_episodes += len(self.unsaved)
             self.unsaved = []
-        return ok
+            break
+        return False
 
     def flush(self) -> bool:
         """Append pending episodes to the file atomically; on failure keep them and set `message`."""

@@ -78,6 +78,21 @@ def command(spec: TrainSpec) -> list[str]:
     return argv + list(spec.extra)
 
 
+def check_inputs(spec: TrainSpec, cwd: str | Path | None = None) -> None:
+    """Refuse, in one line, a job that would fail at once or destroy data: a collect onto an existing file
+    (it may be a person's recordings), tokenize without the run's VQ-VAE, wm without the run's tokens."""
+    base = Path(cwd or ".")
+    run = base / spec.run_dir if spec.run_dir else None
+    if spec.stage == "collect" and spec.data and (base / spec.data).exists():
+        raise ValueError(f"collect: {spec.data} already exists; it is not overwritten")
+    if spec.stage == "tokenize" and (run is None or not (run / "vqvae" / "model.safetensors").is_file()):
+        raise ValueError(f"tokenize: {spec.run_dir or 'a new run folder'} has no vqvae/ yet: "
+                         "pick a run folder with a trained VQ-VAE, or the stage 'all'")
+    if spec.stage == "wm" and (run is None or not (run / TOKENS_FILE).is_file()):
+        raise ValueError(f"wm: {spec.run_dir or 'a new run folder'} has no {TOKENS_FILE} yet: "
+                         "pick a run folder where tokenize has run, or the stage 'all'")
+
+
 def _num(s: str) -> float:
     mult = {"k": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:], 1.0)
     return float(s[:-1] if mult != 1.0 else s) * mult
@@ -140,17 +155,22 @@ class TrainJob:
         """The latest progress-bar line (bars overwrite themselves with \\r)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.started_at = 0.0
+        """time.time() at start: checkpoints older than this are not this job's."""
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: TrainSpec, cwd: str | Path | None = None) -> TrainJob:
+        """The job for `spec`; ValueError (one line) if it cannot work: see `check_inputs`."""
+        check_inputs(spec, cwd)
         return cls(command(spec), cwd=cwd)
 
     def start(self) -> TrainJob:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         kw: dict = {"start_new_session": True} if os.name == "posix" else {
             "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        self.started_at = time.time()
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=self.cwd, env=env, **kw)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -225,14 +245,16 @@ class TrainJob:
         return rc
 
     def checkpoint(self) -> Path | None:
-        """The run folder if it now holds a playable pair (`vqvae/` and `wm/`), else None."""
+        """The run folder if this job left a playable pair in it (`vqvae/` and a `wm/` written since the job
+        started: an older world model beside a new VQ-VAE would dream in the wrong tokens), else None."""
         d = self.run_dir
         if d is None:
             return None
         d = Path(self.cwd or ".") / d if not d.is_absolute() else d
         ok = all((d / sub / "config.json").is_file() and (d / sub / "model.safetensors").is_file()
                  for sub in ("vqvae", "wm"))
-        return d if ok else None
+        fresh = ok and (d / "wm" / "model.safetensors").stat().st_mtime >= self.started_at - 1.0
+        return d if fresh else None
 
 
 def _flag(argv: list[str], name: str) -> Path | None:

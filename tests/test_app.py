@@ -105,6 +105,25 @@ def _press(app, *keys: int) -> None:  # noqa: ANN001
         app.tick()
 
 
+def test_a_tap_shorter_than_a_tick_still_acts(tiny_run: Path, tmp_path: Path) -> None:
+    """A key pressed and released between two frames is not lost (a quick Space tap launches the ball)."""
+    import pygame
+
+    app = _app(tiny_run, tmp_path)
+    try:
+        app.open_mode("real", from_cli=True)
+        app.tick()
+        assert app.session.action == 0
+        for t in (pygame.KEYDOWN, pygame.KEYUP):  # both before the next tick
+            app.handle(pygame.event.Event(t, key=pygame.K_SPACE, mod=0, unicode="", scancode=0))
+        app.tick()
+        assert app.session.action == 1  # FIRE reached the game once ...
+        app.tick()
+        assert app.session.action == 0  # ... and only once
+    finally:
+        app.shutdown()
+
+
 def test_menu_navigation(tiny_run: Path, breakout_file: Path, tmp_path: Path) -> None:
     import pygame
 

@@ -59,6 +59,11 @@ def test_collected_episodes_replay_bit_for_bit(tmp_path: Path) -> None:
     # no frame of one episode is glued to the next: every episode starts at the reset screen
     first = RealEnv().reset()
     assert all(np.array_equal(loaded.episode(e).frames[0], first) for e in range(loaded.n_episodes))
+    # an existing file (it may be a person's recordings) is never replaced unless asked
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="already exists"):
+        collect(CollectConfig(out=str(out), frames=10, envs=1, progress_bar=False))
+    assert out.read_bytes() == before
 
 
 def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ the stepping thread and the train-job plumbing. No pygame here (that is tests/te
 from __future__ import annotations
 
 import math
+import os
 import sys
 import textwrap
 import time
@@ -179,6 +180,28 @@ def test_record_disk_full_keeps_earlier_episodes(tmp_path: Path, monkeypatch: py
     assert list(Episodes.load(path).episode_lengths) == [30, 30, 5]
 
 
+def test_recorder_refuses_a_bad_folder_and_rescues_when_it_goes_away(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuroplay.recorder import Recorder
+
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="cannot create its folder"):  # before anything is played
+        Recorder(tmp_path / "a_file" / "r.npz")
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "recs"
+    rec = Recorder(folder / "r.npz")
+    frame = np.zeros((84, 64, 3), np.uint8)
+    rec.start(frame)
+    for _ in range(3):
+        rec.add(2, frame, 0.0, False)
+    folder.rmdir()
+    folder.write_text("the folder became a file: nothing can be written there")
+    assert not rec.close()
+    rescued = list(tmp_path.glob("r.rescue-*.npz"))
+    assert len(rescued) == 1 and Episodes.load(rescued[0]).n_transitions == 3
+    assert str(rescued[0].name) in rec.message and not rec.unsaved
+
+
 def test_replay_and_branch(breakout_file: Path, dream_env) -> None:
     eps = Episodes.load(breakout_file, mmap=True)
     s = Session("replay", dream_env, episodes=eps)
@@ -297,6 +320,17 @@ def test_trainjob_parsing_and_commands(tmp_path: Path) -> None:
     assert command(TrainSpec("collect", frames=500, data="o.npz"))[3:6] == ["neuroplay.cli", "collect", "--frames"]
     with pytest.raises(ValueError):
         command(TrainSpec("vqvae"))
+    # jobs that would fail at once or destroy data are refused in one line, before starting
+    from neuroplay.trainjob import TrainJob
+
+    (tmp_path / "rec.npz").write_bytes(b"a person's recordings")
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    for spec, match in [(TrainSpec("collect", data="rec.npz"), "already exists"),
+                        (TrainSpec("wm", run_dir="runs/r"), "tokenize"),
+                        (TrainSpec("tokenize", data="rec.npz", run_dir="runs/r"), "vqvae")]:
+        with pytest.raises(ValueError, match=match):
+            TrainJob.from_spec(spec, cwd=tmp_path)
+    assert (tmp_path / "rec.npz").read_bytes() == b"a person's recordings"
 
 
 def test_trainjob_follows_and_cancels_a_process(tmp_path: Path) -> None:
@@ -330,3 +364,6 @@ def test_trainjob_follows_and_cancels_a_process(tmp_path: Path) -> None:
         (tmp_path / "run" / sub / "config.json").write_text("{}")
         (tmp_path / "run" / sub / "model.safetensors").write_bytes(b"")
     assert job.checkpoint() == tmp_path / "run"
+    old = job.started_at - 60  # a world model from before this job is not offered as its result
+    os.utime(tmp_path / "run" / "wm" / "model.safetensors", (old, old))
+    assert job.checkpoint() is None

@@ -74,6 +74,8 @@ class App:
         self.session: Session | None = None
         self.stepper: Stepper | None = None
         self.held: set[int] = set()
+        self.tapped: set[int] = set()
+        """Keys pressed since the last frame was submitted: a tap shorter than a tick still acts once."""
         self.cmds: list[Command] = []
         self.help = False
         self.video: VideoWriter | None = None
@@ -168,6 +170,7 @@ class App:
             return
         self.session, self.stepper = session, Stepper(session, threaded=self.fps > 0)
         self.held.clear()
+        self.tapped.clear()
         self.cmds, self.help, self.notice = [], False, ""
         self.screen = pygame.display.set_mode(self._size(mode), pygame.RESIZABLE)
         self.where = "play"
@@ -194,6 +197,8 @@ class App:
             self.quit = True
         elif e.type == pygame.VIDEORESIZE:
             self.screen = pygame.display.get_surface()
+        elif e.type == pygame.WINDOWFOCUSLOST:  # key-ups go to another window: do not leave keys stuck down
+            self.held.clear()
         elif e.type == pygame.KEYDOWN and e.key == pygame.K_s:
             self.screenshot()
         elif self.where == "menu":
@@ -223,6 +228,7 @@ class App:
                 self.cmds.append(("seek", 0, (e.pos[0] - r.x) / max(r.w - 1, 1)))
         elif e.type == pygame.KEYDOWN:
             self.held.add(e.key)
+            self.tapped.add(e.key)
             k, browsing = e.key, s.mode == "replay" and not s.branching
             simple = {pygame.K_p: "toggle_pause", pygame.K_r: "restart", pygame.K_y: "reanchor",
                       pygame.K_t: "toggle_autopilot", pygame.K_b: "branch"}
@@ -247,7 +253,7 @@ class App:
                 self.cmds.append((simple[k],))
 
     def keys(self) -> Keys:
-        h = self.held
+        h = self.held | self.tapped
         return Keys(left=pygame.K_LEFT in h or pygame.K_a in h, right=pygame.K_RIGHT in h or pygame.K_d in h,
                     fire=pygame.K_SPACE in h)
 
@@ -304,7 +310,7 @@ class App:
                 if key in self.held:
                     self.cmds.append(("seek", d))
         if st.submit(None if browsing else self.keys(), self.cmds):
-            self.cmds = []
+            self.cmds, self.tapped = [], set()
         # Wait for this tick's frame as long as drawing it still fits in the tick (2 ms to spare).
         budget = 1.0 / self.fps - self.draw_s - 0.002 if self.fps > 0 else 0.0
         st.wait_frame(t0 + budget - time.perf_counter())

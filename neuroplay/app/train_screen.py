@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pygame
@@ -85,8 +86,11 @@ class TrainScreen:
         self.spec.run_dir = "" if self.run_choice == "new" else self.run_choice
         if self.spec.stage != "collect" and not self.spec.run_dir:
             self.spec.run_dir = f"runs/game-{time.strftime('%Y%m%d-%H%M%S')}"
+        spec = self.spec
+        if spec.stage == "collect":  # always a new file: the data row may point at a person's recordings
+            spec = replace(spec, data=f"data/collected-{time.strftime('%Y%m%d-%H%M%S')}.npz")
         try:
-            self.job = TrainJob.from_spec(self.spec, cwd=self.cwd).start()
+            self.job = TrainJob.from_spec(spec, cwd=self.cwd).start()
             self.notice = ""
         except (ValueError, OSError) as e:
             self.notice = f"cannot start: {e}"

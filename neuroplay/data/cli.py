@@ -39,6 +39,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     merge = dsub.add_parser("merge", help="concatenate dataset files into one (atomic write)")
     merge.add_argument("files", nargs="+", help="input dataset files (.npz)")
     merge.add_argument("--out", required=True, help="output file (.npz)")
+    merge.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused by default)")
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -62,6 +63,8 @@ def run_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.resolve() in {Path(f).resolve() for f in args.files}:
         raise ValueError(f"--out {out}: would overwrite one of its inputs; choose another name")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
     merged = Episodes.concat([Episodes.load(f) for f in args.files])
     if len(args.files) == 1:
         merged = merged.replace(meta=dict(merged.meta))

@@ -68,6 +68,8 @@ class CollectConfig:
     """Write finished episodes to a part file every this many transitions."""
     progress_bar: bool = True
     """Show a progress bar with frames/s."""
+    overwrite: bool = False
+    """Replace an existing --out file (refused by default: it may hold a person's recordings)."""
 
 
 class _Slot:
@@ -125,6 +127,8 @@ def collect(cfg: CollectConfig) -> Episodes:
     out = Path(cfg.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out {out}: the dataset format is .npz")
+    if out.exists() and not cfg.overwrite:
+        raise ValueError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"game": "ALE/Breakout-v5", "actions": ["NOOP", "FIRE", "RIGHT", "LEFT"],
             "preprocessing": PREPROCESSING, "seed": cfg.seed, "policy": cfg.policy, "collector": "AtariVectorEnv",

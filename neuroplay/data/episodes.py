@@ -16,6 +16,7 @@ then `os.replace`, so a crash or a full disk never leaves a half-written file un
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -179,7 +180,6 @@ class Episodes:
         """Write atomically (temp file + fsync + rename); a full disk raises DatasetError, old file intact."""
         path = Path(path)
         self.validate(str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format_version": FORMAT_VERSION, **self.meta}
         arrays = {
             "frames" if self.frames is not None else "tokens": np.asarray(self.images),
@@ -189,13 +189,15 @@ class Episodes:
         }
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the folder itself may be what failed
+                tmp.unlink(missing_ok=True)
             if e.errno == errno.ENOSPC:
                 raise DatasetError(f"{path}: disk full while saving; the previous file (if any) is intact") from e
             raise DatasetError(f"{path}: cannot write ({e.strerror or e})") from e
