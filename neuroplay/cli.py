@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"neuroplay: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # a dependency missing or broken: say which, and how to get it back
+        if os.environ.get("NEUROPLAY_DEBUG"):
+            raise
+        print(f"neuroplay: error: {e}; reinstall the package's dependencies (pip install neuroplay)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ class PlayConfig:
     """replay: episode file to step through and branch from."""
     shots_dir: str = "screenshots"
     """Folder for screenshots (S) and videos (V)."""
+    video_format: Literal["gif", "mp4"] = "gif"
+    """What V saves: a GIF (plays anywhere) or an MP4 (small, for long takes)."""
 
 
 def _check(cfg: PlayConfig) -> PlayConfig:
@@ -77,6 +79,7 @@ def run_game(cfg: PlayConfig) -> int:
     # 2-core CPU the dream step's p50 was 42 ms with ACTIVE, 26-29 ms with PASSIVE (95 vs 0-1 dropped
     # frames in 500). Read once when torch loads, so set it before; the user's setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # errors should be the only line printed
     if cfg.mode in ("dream", "compare"):  # a missing checkpoint is a clear error before any window opens
         from neuroplay.app.catalog import resolve_checkpoint
 

@@ -172,6 +172,7 @@ class Session:
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused
+        self.step_times.clear()  # the pause is not a slow frame
 
     def set_autopilot(self, kind: str) -> None:
         """'off', 'tracker' (the ball-tracking player) or 'random' (held random keys)."""
@@ -340,7 +341,8 @@ class Session:
         if self.mode != "replay" or self.branching:
             hud["action"] = ACTION_NAMES[self.action] + (f" [auto: {self.autopilot}]" if self.policy else "")
             hud["model ms" if self.dream is not None and self.mode != "real" else "step ms"] = f"{self.model_ms:.1f}"
-            hud["fps"] = f"{self.actual_fps():.1f}"
+            fps = self.actual_fps()
+            hud["fps"] = f"{fps:.1f}"
             if self.mode in ("dream", "compare") or self.branching:
                 hud["changed tokens"] = f"{self.changed}/336"
             if self.curves["acc"]:
@@ -348,6 +350,9 @@ class Session:
                 hud["psnr"] = f"{self.curves['psnr'][-1]:.1f} dB"
             if self.model_ms > 1000.0 / max(self.fps, 1e-6):
                 hud["slow"] = f"model {self.model_ms:.0f} ms > {1000 / self.fps:.0f} ms budget: game slowed"
+            elif len(self.step_times) == self.step_times.maxlen and 0 < fps < 0.9 * self.fps:
+                # the model fits the budget, but the rest of the frame (emulator, drawing, a busy machine) does not
+                hud["slow"] = f"{fps:.1f} FPS < {self.fps:g}: the machine is busy, game slowed"
         if self.recorder is not None:
             hud["episodes"] = f"{self.recorder.episodes} saved, this one {self.recorder.episode_frames} frames"
         if self.paused:

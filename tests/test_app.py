@@ -29,7 +29,8 @@ def test_play_dream_headless_with_stats_video_and_keys(tiny_run: Path, tmp_path:
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     rc = main(["play", "--checkpoint", str(tiny_run), *COMMON, "--frames", "12", "--stats", "s.json",
-               "--video", "v.gif", "--keys", "0:space,2-6:left,7-9:right,8:f1,9:s,10:p,11:y"])
+               "--video", "v.gif", "--video-format", "mp4",
+               "--keys", "0:space,1:v,2-6:left,5:v,7-9:right,8:f1,9:s,10:p,11:y"])
     assert rc == 0
     stats = json.loads(Path("s.json").read_text())
     assert stats["ticks"] == 12 and stats["frames"] >= 9 and stats["model_step_ms"]["p50"] > 0
@@ -39,6 +40,12 @@ def test_play_dream_headless_with_stats_video_and_keys(tiny_run: Path, tmp_path:
 
     assert len(iio.mimread("v.gif")) == 12
     assert len(list(Path("screenshots").glob("*.png"))) == 1
+    import cv2
+
+    (clip,) = Path("screenshots").glob("*.mp4")  # V pressed twice: one MP4 of the ticks between
+    cap = cv2.VideoCapture(str(clip))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
 
 
 @pytest.mark.parametrize("argv", [
@@ -76,11 +83,24 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "no such file" in capsys.readouterr().err
 
 
-def test_default_checkpoint_missing_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
-    from neuroplay.app.catalog import DEFAULT_CHECKPOINT, is_pair
+def test_a_missing_dependency_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import neuroplay.play_cli as play_cli
 
-    if is_pair(DEFAULT_CHECKPOINT):
-        pytest.skip("the bundled checkpoint exists")
+    def broken(cfg):  # noqa: ANN001, ANN202 - as if pygame or ale-py were not installed
+        raise ModuleNotFoundError("No module named 'pygame'", name="pygame")
+
+    monkeypatch.setattr(play_cli, "run_game", broken)
+    assert main(["play", *COMMON, "--frames", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pygame" in err and "install" in err
+
+
+def test_default_checkpoint_missing_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroplay.app import catalog
+
+    monkeypatch.setattr(catalog, "DEFAULT_CHECKPOINT", tmp_path / "no-bundled-model")
+    monkeypatch.chdir(tmp_path)
     assert main(["play", *COMMON, "--frames", "2"]) == 2
     err = capsys.readouterr().err
     assert "--checkpoint" in err and "neuroplay train" in err
@@ -120,6 +140,21 @@ def test_a_tap_shorter_than_a_tick_still_acts(tiny_run: Path, tmp_path: Path) ->
         assert app.session.action == 1  # FIRE reached the game once ...
         app.tick()
         assert app.session.action == 0  # ... and only once
+    finally:
+        app.shutdown()
+
+
+def test_window_fits_a_narrow_screen(tiny_run: Path, tmp_path: Path) -> None:
+    from neuroplay.app import draw
+
+    app = _app(tiny_run, tmp_path)
+    try:
+        app.scale, app.desk_w = 6, 1366  # a common laptop width
+        assert app._size("compare")[0] <= 1366 - 40 < draw.window_size(6, 3, 120)[0]
+        w, h = draw.window_size(6, 1, 0)
+        assert app._size("dream") == (max(w, 720), max(h, 560))  # one panel fits at the chosen scale
+        app.desk_w = 0  # unknown (headless): the chosen scale
+        assert app._size("compare")[0] == draw.window_size(6, 3, 120)[0]
     finally:
         app.shutdown()
 

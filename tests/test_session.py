@@ -118,6 +118,20 @@ def test_autopilot_plays_and_toggles(dream_env) -> None:
     assert len({d.step() and d.action for _ in range(20)}) > 1
 
 
+def test_hud_says_when_the_game_runs_slow() -> None:
+    """The warning covers a slow frame whatever the cause (not only a slow model), and not a pause."""
+    s = Session("real", None, seed=0, fps=15.0)
+    s.step(Keys())
+    assert "slow" not in s.view().hud
+    s.step_times.extend(np.arange(31) * 0.1)  # 10 FPS sustained while the model (none here) is quick
+    assert "10.0 FPS" in s.view().hud["slow"]
+    s.step_times.clear()
+    s.step_times.extend(np.arange(31) / 15.0)
+    assert "slow" not in s.view().hud
+    s.toggle_pause()
+    assert not s.step_times  # the pause is not counted against the next frames
+
+
 def _record(tmp_path: Path, n_steps: int, max_steps: int = 30) -> Session:
     s = Session("record", None, seed=3, record_to=tmp_path / "rec.npz", max_steps=max_steps)
     rng = np.random.default_rng(0)

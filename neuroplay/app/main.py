@@ -33,7 +33,7 @@ HELP = [
     "Left/Right or A/D: move      Space: fire      (no key: NOOP)",
     "P: pause   R: restart   Y: re-anchor the dream on the real game",
     "T: autopilot (ball tracker) on/off",
-    "S: screenshot (PNG)   V: start/stop video (GIF)",
+    "S: screenshot (PNG)   V: start/stop video (GIF/MP4: Settings)",
     "Replay: Left/Right frame, Up/Down 30 frames, PgUp/PgDn episode,",
     "        Space play/stop, click the bar to scrub, B: branch the dream here",
     "F1: this help        Esc: back (to the menu)",
@@ -56,7 +56,9 @@ class App:
             driver = pygame.display.get_driver()
             if not cfg.headless and driver in ("offscreen", "dummy") and os.environ.get("SDL_VIDEODRIVER") != driver:
                 raise pygame.error(f"SDL found no screen, only its {driver!r} driver")
-            desk = pygame.display.Info().current_h
+            info = pygame.display.Info()
+            desk = info.current_h
+            self.desk_w = 0 if cfg.headless else max(info.current_w, 0)
             self.scale = cfg.scale or (4 if cfg.headless or desk <= 0 else int(np.clip((desk - 220) // 84, 2, 8)))
             self.screen = pygame.display.set_mode(self._size(cfg.mode), pygame.RESIZABLE)
         except pygame.error as e:
@@ -68,6 +70,7 @@ class App:
         self.clock = pygame.time.Clock()
         self.fps = cfg.fps
         self.temperature, self.autopilot, self.device = cfg.temperature, cfg.autopilot, cfg.device
+        self.video_format = cfg.video_format
         self.checkpoint = cfg.checkpoint
         self.replay_file = cfg.file
         self.where = "menu"
@@ -110,6 +113,8 @@ class App:
             Row("autopilot at start", lambda: self.autopilot, lambda d: self._cycle("autopilot",
                                                                                     ["off", "tracker", "random"], d)),
             Row("device", lambda: self.device, lambda d: self._cycle("device", ["auto", "cpu", "cuda"], d)),
+            Row("video (V) format", lambda: self.video_format,
+                lambda d: self._cycle("video_format", ["gif", "mp4"], d)),
             Row("Back", enter=lambda: self._goto("menu")),
         ], ["Left/Right change a value; it applies to the next game."])
         self.train = TrainScreen([cfg.file, cfg.out], on_back=lambda: self._goto("menu"),
@@ -117,7 +122,13 @@ class App:
 
     # ------------------------------------------------------------------ setup helpers
     def _size(self, mode: str) -> tuple[int, int]:
-        w, h = draw.window_size(self.scale, PANELS.get(mode, 1), BOTTOM.get(mode, 0))
+        """The window for `mode` at the chosen scale, smaller where the screen is too narrow for its panels
+        (compare's three panels at scale 6 are 1442 px wide); the frames then scale to the window."""
+        panels, bottom = PANELS.get(mode, 1), BOTTOM.get(mode, 0)
+        scale = self.scale
+        while scale > 2 and 0 < self.desk_w < draw.window_size(scale, panels, bottom)[0] + 40:
+            scale -= 1
+        w, h = draw.window_size(scale, panels, bottom)
         return max(w, 720), max(h, 560)
 
     def _goto(self, where: str) -> None:
@@ -263,7 +274,8 @@ class App:
             self.say(f"video saved: {self.video.close()}")
             self.video = None
         else:
-            self.video = VideoWriter(stamp_path(self.cfg.shots_dir, "neuroplay", ".gif"), self.fps or 15)
+            self.video = VideoWriter(stamp_path(self.cfg.shots_dir, "neuroplay", f".{self.video_format}"),
+                                     self.fps or 15)
             self.say(f"recording video to {self.video.path} (V stops)")
 
     def screenshot(self) -> None:
