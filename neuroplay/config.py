@@ -8,7 +8,9 @@ KV cache, see `neuroplay/models/world_model.py`), `tiny` is the same code at toy
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 TOKEN_H = 21
@@ -23,6 +25,17 @@ N_ACTIONS = 4
 """Breakout's minimal action set."""
 ACTION_NAMES = ("NOOP", "FIRE", "RIGHT", "LEFT")
 """Index -> name, in ALE's order for Breakout."""
+def _assets() -> Path:
+    repo = Path(__file__).resolve().parent.parent / "assets"  # a clone / editable install
+    installed = Path(sys.prefix) / "share" / "neuroplay" / "assets"  # a wheel's data files (pyproject.toml)
+    return repo if repo.is_dir() or not installed.is_dir() else installed
+
+
+ASSETS = _assets()
+"""Bundled models and frames: the repository's top-level `assets/`, else the installed copy."""
+START_FRAMES = ASSETS / "start_frames.npz"
+"""The reset screen and 3 NOOP frames (a one-episode dataset file): the dream's first history when no
+emulator can run (`neuroplay/session.py`); `tests/test_session.py` checks it against ALE."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroplay.config import ACTION_NAMES
+from neuroplay.config import ACTION_NAMES, START_FRAMES
 from neuroplay.data.episodes import Episodes
 from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
 from neuroplay.envs.dream import HISTORY, DreamEnv
@@ -111,7 +111,16 @@ class Session:
             if episodes.frames is None and dream is None:
                 raise ValueError("this file holds tokens; replaying it needs --checkpoint with its VQ-VAE")
         self.mode, self.dream, self.seed, self.fps = mode, dream, seed, fps
-        self.real: RealEnv | None = RealEnv(seed, max_steps=max_steps) if mode != "replay" else None
+        self.real: RealEnv | None = None
+        self.no_emulator = ""
+        """Why no emulator runs in dream mode ('' when one does): the dream then starts from START_FRAMES."""
+        if mode != "replay":
+            try:
+                self.real = RealEnv(seed, max_steps=max_steps)
+            except RuntimeError as e:  # no ROM: only the dream can do without the emulator
+                if mode != "dream" or not START_FRAMES.is_file():
+                    raise
+                self.no_emulator = str(e)
         self.recorder = Recorder(record_to) if mode == "record" and record_to is not None else None
         self.episodes = episodes
         self.real_frames: deque[np.ndarray] = deque(maxlen=HISTORY)
@@ -129,6 +138,8 @@ class Session:
         self.ep, self.cursor, self.playing, self.branch_at, self.branch_t = 0, 0, False, -1, 0
         self.episode_return = 0.0
         self.restart()
+        if self.no_emulator:
+            self.say(f"no emulator ({self.no_emulator}): the dream starts from the bundled frames", 8.0)
 
     # ------------------------------------------------------------------ commands
     def restart(self) -> None:
@@ -137,7 +148,11 @@ class Session:
             self.unbranch()
             self.cursor = 0
             return
-        assert self.real is not None
+        if self.real is None:  # dream without an emulator: its first history is the bundled start frames
+            self.real_frames.clear()
+            self.real_frames.extend(Episodes.load(START_FRAMES).episode(0).frames[-HISTORY:])
+            self.reanchor(quiet=True)
+            return
         if self.recorder is not None and self.recorder.episode_frames:  # R mid-episode: keep what was played
             self.recorder.finish_episode()
         seed = self.seed + (self.recorder.episodes if self.recorder else 0)

@@ -106,6 +106,33 @@ def test_compare_metrics(dream_env) -> None:
     assert np.allclose(v.heat, diff_map(dream_frame, real_frame))
 
 
+def test_bundled_start_frames_are_the_emulators() -> None:
+    from neuroplay.config import START_FRAMES
+
+    env = RealEnv(0)
+    want = np.stack([env.reset(seed=0)] + [env.step(NOOP).frame for _ in range(3)])
+    assert np.array_equal(Episodes.load(START_FRAMES).episode(0).frames, want)
+
+
+def test_dream_without_an_emulator_starts_from_the_bundled_frames(dream_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import neuroplay.session as session
+
+    with_emulator = Session("dream", dream_env).frame
+
+    def no_rom(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("the Breakout ROM is missing from ale-py (test)")
+
+    monkeypatch.setattr(session, "RealEnv", no_rom)
+    s = Session("dream", dream_env)
+    assert s.real is None and "ROM is missing" in s.view().message
+    assert np.array_equal(s.frame, with_emulator)  # the same first history as from a fresh reset
+    assert s.step(Keys(left=True)).stepped and s.steps == 1
+    s.reanchor()
+    assert np.array_equal(s.frame, with_emulator)
+    with pytest.raises(RuntimeError, match="ROM"):  # modes that show the real game still need it
+        Session("compare", dream_env)
+
+
 def test_autopilot_plays_and_toggles(dream_env) -> None:
     s = Session("real", None, seed=0, autopilot="tracker")
     actions = {s.step(Keys(left=True)) and s.action for _ in range(60)}

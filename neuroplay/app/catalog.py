@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import neuroplay
 from neuroplay.checkpoint import CheckpointError
+from neuroplay.config import ASSETS
 
-ASSETS = Path(neuroplay.__file__).resolve().parent.parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "lite"
 
 
