@@ -153,6 +153,22 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_config(tmp_path: Path
         train_wm(wm_cfg(tmp_path / "f", tiny_run, preset="tiny-full", init=str(tiny_run / "wm")))
 
 
+def test_val_split_is_fixed_by_split_seed_not_seed(tmp_path: Path, tiny_run: Path) -> None:
+    """Another --seed (batches, init) keeps the same val episodes and samples, so a fine-tune never trains
+    on what `neuroplay eval` holds out; --split-seed moves them."""
+    import json
+
+    def val_of(name: str, **kw: object) -> dict:
+        train_wm(wm_cfg(tmp_path / name, tiny_run, steps=1, eval_every=1, **kw))
+        lines = (tmp_path / name / "wm_log.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if "copy_last_acc" in r][-1]
+
+    a, b, c = val_of("a", seed=0), val_of("b", seed=1), val_of("c", seed=0, split_seed=1)
+    assert a["copy_last_acc"] == b["copy_last_acc"]  # the copy-last score depends on the val samples only
+    assert a["val_loss"] != b["val_loss"]  # ... while the runs themselves differ
+    assert c["copy_last_acc"] != a["copy_last_acc"]
+
+
 # ---------------------------------------------------------------- CLI
 @pytest.mark.parametrize("command", [c[0] for c in COMMANDS])
 def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture) -> None:

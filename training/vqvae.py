@@ -59,8 +59,10 @@ class VQTrainConfig:
     """Share of episodes held out (episode-based split, seeded)."""
     val_frames: int = 256
     """Fixed val frames for PSNR / best checkpoint."""
+    split_seed: int = 0
+    """Seed of the train/val episode split and the val frames (keep it when changing --seed)."""
     seed: int = 0
-    """Seed of the split, the batches and the init."""
+    """Seed of the batches and the init."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     amp: str = "auto"
@@ -97,10 +99,11 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
     preset = get_preset(cfg.preset)
     run = Path(cfg.run_dir)
     eps = Episodes.concat([Episodes.load(p, mmap=True) for p in cfg.data])
-    train_e, val_e = split_episodes(eps.n_episodes, cfg.val_fraction, cfg.seed)
+    train_e, val_e = split_episodes(eps.n_episodes, cfg.val_fraction, cfg.split_seed)
     train_rows = frame_indices(eps, train_e)
     val_rows = frame_indices(eps, val_e if len(val_e) else train_e)
-    pick = np.random.default_rng(cfg.seed).choice(len(val_rows), min(cfg.val_frames, len(val_rows)), replace=False)
+    n_val = min(cfg.val_frames, len(val_rows))
+    pick = np.random.default_rng(cfg.split_seed).choice(len(val_rows), n_val, replace=False)
     val_x = torch.from_numpy(np.asarray(eps.frames[np.sort(val_rows[pick])]))
 
     if cfg.epochs > 0:

@@ -91,8 +91,11 @@ class WMTrainConfig:
     """Share of episodes held out (episode-based, seeded)."""
     val_samples: int = 500
     """Fixed val samples of the canary check."""
+    split_seed: int = 0
+    """Seed of the train/val episode split and the val samples: keep it when changing --seed, so val
+    (and `neuroplay eval`, which splits the same way) stays unseen by every run."""
     seed: int = 0
-    """Seed of the split, batches, coins and init."""
+    """Seed of the batches, coins and init."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     amp: str = "auto"
@@ -177,7 +180,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
         device = torch.device("cuda", dist_info.local_rank)
     preset = get_preset(cfg.preset)
     run = Path(cfg.run_dir)
-    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.seed, cfg.expert_weight)
+    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight)
     vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
     vq = load_checkpoint(vq_dir, "vqvae")[0] if (vq_dir / "config.json").exists() else None
     if vq is not None:
@@ -208,8 +211,8 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     if cfg.compile:
         net = torch.compile(net)
     info = {"data": [str(p) for p in cfg.data], "stage": "wm", "vq_sha256": data.vq_sha256}
-    val = data.val_batch(cfg.val_samples, cfg.seed)
-    val_roll = data.rollout_batch(1, cfg.rollout_steps, torch.Generator().manual_seed(cfg.seed), split="val")
+    val = data.val_batch(cfg.val_samples, cfg.split_seed)
+    val_roll = data.rollout_batch(1, cfg.rollout_steps, torch.Generator().manual_seed(cfg.split_seed), split="val")
     main = dist_info.main
     log = RunLogger(run, "wm", enabled=main)
     bar = progress(cfg.steps, step, "wm", cfg.progress_bar and main)

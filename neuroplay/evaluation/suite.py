@@ -74,7 +74,7 @@ class EvalConfig:
     val_fraction: float = 0.1
     """Share of val episodes in training's split (must match training)."""
     seed: int = 0
-    """Seed of training's split and of the tier picks (must match training)."""
+    """Seed of training's split and of the tier picks (must match training's --split-seed)."""
     progress_bar: bool = True
     """Show a progress bar."""
 
