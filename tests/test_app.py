@@ -159,6 +159,34 @@ def test_window_fits_a_narrow_screen(tiny_run: Path, tmp_path: Path) -> None:
         app.shutdown()
 
 
+@pytest.mark.parametrize("leave", ["escape", "window close", "ctrl-c"])
+def test_leaving_a_recording_keeps_the_episode_under_way(leave: str, tiny_run: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import pygame
+
+    app = _app(tiny_run, tmp_path)
+    app.open_mode("record", from_cli=True)
+    app.handle(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_LEFT, mod=0, unicode="", scancode=0))
+    for _ in range(5):
+        app.tick()
+    if leave == "escape":
+        _press(app, pygame.K_ESCAPE)
+        assert app.where == "menu"
+        app.shutdown()
+    elif leave == "window close":
+        app.handle(pygame.event.Event(pygame.QUIT))
+        assert app.run() == 0  # the loop ends at once and saves on the way out
+    else:
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(app, "tick", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            app.run()
+    eps = Episodes.load(tmp_path / "rec.npz")
+    assert eps.sources == ["human"] and eps.n_transitions == 5 and set(eps.actions) == {3}
+
+
 def test_menu_navigation(tiny_run: Path, breakout_file: Path, tmp_path: Path) -> None:
     import pygame
 
