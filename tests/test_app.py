@@ -187,6 +187,55 @@ def test_leaving_a_recording_keeps_the_episode_under_way(leave: str, tiny_run: P
     assert eps.sources == ["human"] and eps.n_transitions == 5 and set(eps.actions) == {3}
 
 
+def test_a_session_loads_off_the_ui_thread(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the menu the model loads in the background: the window keeps ticking, Esc abandons the load,
+    and a failure comes back as the menu's notice."""
+    import threading
+    import time
+
+    import pygame
+
+    import neuroplay.app.main as m
+    from neuroplay.play_cli import PlayConfig
+
+    real_open, gate = m.open_session, threading.Event()
+
+    def slow_open(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        gate.wait(30)
+        return real_open(*args, **kw)
+
+    monkeypatch.setattr(m, "open_session", slow_open)
+    app = m.App(PlayConfig(mode="menu", headless=True, fps=60, device="cpu", checkpoint=str(tiny_run),
+                           out=str(tmp_path / "rec.npz"), shots_dir=str(tmp_path / "shots")))
+    try:
+        app.open_mode("dream")
+        for _ in range(3):
+            app.tick()
+        assert app.where == "loading" and app.session is None
+        gate.set()
+        t0 = time.time()
+        while app.where == "loading" and time.time() - t0 < 60:
+            app.tick()
+        assert app.where == "play" and app.session.mode == "dream"
+        _press(app, pygame.K_ESCAPE)
+        gate.clear()
+        app.open_mode("dream")
+        _press(app, pygame.K_ESCAPE)  # abandon the load
+        assert app.where == "menu" and app.loader is None and app.session is None
+        gate.set()
+
+        def broken(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+            raise ValueError("broken model")
+
+        monkeypatch.setattr(m, "open_session", broken)
+        app.open_mode("dream")
+        while app.where == "loading":
+            app.tick()
+        assert app.where == "menu" and "broken model" in app.notice
+    finally:
+        app.shutdown()
+
+
 def test_menu_navigation(tiny_run: Path, breakout_file: Path, tmp_path: Path) -> None:
     import pygame
 

@@ -151,3 +151,11 @@ def draw_progress(surf: pygame.Surface, rect: pygame.Rect, fraction: float) -> N
     pygame.draw.rect(surf, (40, 40, 52), rect, border_radius=4)
     pygame.draw.rect(surf, GREEN, (rect.x, rect.y, int(rect.w * min(max(fraction, 0.0), 1.0)), rect.h),
                      border_radius=4)
+
+
+def loading(surf: pygame.Surface, f: dict[str, pygame.font.Font], mode: str, seconds: float) -> None:
+    """The screen while a session is built off the UI thread."""
+    surf.fill(BG)
+    text(surf, f["l"], f"Starting {mode}...", (40, 30), ACCENT)
+    text(surf, f["m"], f"loading the model and the emulator ({seconds:.0f} s)", (40, 100))
+    text(surf, f["s"], "Esc: back to the menu", (40, 140), DIM)

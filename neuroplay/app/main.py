@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ import pygame
 
 from neuroplay.app import draw
 from neuroplay.app.catalog import find_checkpoints, find_datasets, resolve_checkpoint
-from neuroplay.app.runner import Command, FrameStats, Stepper
+from neuroplay.app.runner import Command, FrameStats, SessionLoader, Stepper
 from neuroplay.app.screen import draw_play
 from neuroplay.app.train_screen import TrainScreen
 from neuroplay.app.video import VideoWriter, save_png, stamp_path
@@ -81,6 +82,8 @@ class App:
         """Keys pressed since the last frame was submitted: a tap shorter than a tick still acts once."""
         self.cmds: list[Command] = []
         self.help = False
+        self.loader: SessionLoader | None = None
+        """The session being built off the UI thread (the "loading" screen)."""
         self.video: VideoWriter | None = None
         """The V key's video."""
         self.cli_video: VideoWriter | None = None
@@ -170,16 +173,38 @@ class App:
             ckpt = resolve_checkpoint(self.checkpoint, required=mode in ("dream", "compare"))
             if mode == "replay" and not self.replay_file:
                 raise ValueError("replay needs an episode file (neuroplay replay FILE, or record one first)")
-            session = open_session(mode, ckpt, device=self.device, temperature=self.temperature,
-                                   compile=self.cfg.compile,
-                                   seed=self.cfg.seed, out=self.cfg.out, replay_file=self.replay_file or None,
-                                   autopilot=self.autopilot, fps=self.fps)
         except Exception as e:
             if from_cli:
                 raise
             self.notice = f"cannot start {mode}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
             return
-        self.session, self.stepper = session, Stepper(session, threaded=self.fps > 0)
+
+        def build() -> Session:
+            return open_session(mode, ckpt, device=self.device, temperature=self.temperature,
+                                compile=self.cfg.compile, seed=self.cfg.seed, out=self.cfg.out,
+                                replay_file=self.replay_file or None, autopilot=self.autopilot, fps=self.fps)
+
+        self.loader = SessionLoader(mode, build, threaded=self.fps > 0)
+        self.where = "loading"
+        if from_cli or self.fps <= 0:  # the command line (errors are its one line) and unpaced runs: wait here
+            self._finish_loading(from_cli)
+
+    def _finish_loading(self, from_cli: bool = False) -> None:
+        """Enter the loaded session, or say why it could not start."""
+        ld = self.loader
+        assert ld is not None
+        ld.wait()
+        self.loader = None
+        if ld.error is not None:
+            if from_cli:
+                raise ld.error
+            e = ld.error
+            self.notice = f"cannot start {ld.mode}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            self.where = "menu"
+            return
+        assert ld.result is not None
+        mode = ld.mode
+        self.session, self.stepper = ld.result
         self.held.clear()
         self.tapped.clear()
         self.cmds, self.help, self.notice = [], False, ""
@@ -224,6 +249,10 @@ class App:
                 self.settings.handle(e)
         elif self.where == "train":
             self.train.handle(e)
+        elif self.where == "loading":
+            if e.type == pygame.KEYDOWN and e.key == pygame.K_ESCAPE and self.loader is not None:
+                threading.Thread(target=self.loader.discard, daemon=True).start()
+                self.loader, self.where = None, "menu"
         elif self.where == "play":
             self.handle_play(e)
 
@@ -295,6 +324,11 @@ class App:
         self.screen = pygame.display.get_surface()
         if self.where == "play" and self.session is not None:
             self.update_play(t0)
+        elif self.where == "loading" and self.loader is not None:
+            if self.loader.done:
+                self._finish_loading()
+            else:
+                draw.loading(self.screen, self.fonts, self.loader.mode, self.loader.seconds)
         elif self.where == "settings":
             self.settings.draw(self.screen, self.fonts)
         elif self.where == "train":
@@ -348,6 +382,9 @@ class App:
     def shutdown(self) -> None:
         """Save everything, whatever ended the loop (Esc, window close, --frames, Ctrl-C, an error)."""
         try:
+            if self.loader is not None:
+                self.loader.discard()
+                self.loader = None
             self.close_session()
             if self.notice.startswith("RECORDING NOT SAVED"):
                 print(f"neuroplay: {self.notice}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -165,3 +166,43 @@ class FrameStats:
             "frame_time_ms": pct(self.frame_ms), "model_step_ms": pct(self.model_ms),
             "dropped_frames": self.dropped, "dropped_at_ticks": self.dropped_at,
         }
+
+
+class SessionLoader:
+    """Builds a session and its Stepper off the UI thread, so the window keeps drawing and answering while
+    a model loads (a `--compile` warm-up takes 10-25 s on a CPU); Esc can abandon it."""
+
+    def __init__(self, mode: str, build: Callable[[], Session], threaded: bool) -> None:
+        self.mode, self.started = mode, time.perf_counter()
+        self.result: tuple[Session, Stepper] | None = None
+        self.error: BaseException | None = None
+        self._build, self._threaded = build, threaded
+        self._thread = threading.Thread(target=self._run, name="session-loader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            session = self._build()
+            self.result = (session, Stepper(session, threaded=self._threaded))
+        except Exception as e:  # noqa: BLE001 - shown to the user as one line by the caller
+            self.error = e
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def discard(self) -> None:
+        """Abandoned (Esc, quit): wait for the build, then close what it made."""
+        self._thread.join()
+        if self.result is not None:
+            session, stepper = self.result
+            stepper.close()
+            session.close()
+            self.result = None
