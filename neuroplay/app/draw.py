@@ -90,19 +90,25 @@ def draw_rec(surf: pygame.Surface, f: dict[str, pygame.font.Font], pos: tuple[in
 
 def draw_curves(surf: pygame.Surface, f: dict[str, pygame.font.Font], rect: pygame.Rect,
                 curves: dict[str, list[float]]) -> None:
-    """Running per-frame token accuracy (green, 0..1) and PSNR (blue, 0..50 dB)."""
+    """Running per-frame token accuracy (green, 0..1) and PSNR (blue, 0..50 dB); labels on their own strip
+    above the plot, so the curves (accuracy sits near 1) never run through them."""
     pygame.draw.rect(surf, (30, 30, 40), rect)
     pygame.draw.rect(surf, DIM, rect, 1)
-    for key, color, top in (("acc", GREEN, 1.0), ("psnr", BLUE, 50.0)):
+    plot = pygame.Rect(rect.x, rect.y + 22, rect.w, rect.h - 22)  # (label strip above)
+    pygame.draw.line(surf, (45, 45, 58), (plot.x, plot.y), (plot.right - 1, plot.y))
+    x = rect.x + 6
+    for key, color, top, name, fmt in (("acc", GREEN, 1.0, "token accuracy (0..1)", "{:.3f}"),
+                                       ("psnr", BLUE, 50.0, "PSNR (0..50 dB)", "{:.1f}")):
         ys = curves.get(key, [])
+        label = name + (f": {fmt.format(ys[-1])}" if ys else "")
+        text(surf, f["s"], label, (x, rect.y + 4), color)
+        x += 260
         if len(ys) < 2:
             continue
         n = len(ys)
-        pts = [(rect.x + int(i * (rect.w - 1) / max(n - 1, 1)),
-                rect.bottom - 1 - int(np.clip(v / top, 0, 1) * (rect.h - 2))) for i, v in enumerate(ys)]
+        pts = [(plot.x + int(i * (plot.w - 1) / max(n - 1, 1)),
+                plot.bottom - 2 - int(np.clip(v / top, 0, 1) * (plot.h - 4))) for i, v in enumerate(ys)]
         pygame.draw.lines(surf, color, False, pts, 2)
-    text(surf, f["s"], "token accuracy (0..1)", (rect.x + 6, rect.y + 4), GREEN)
-    text(surf, f["s"], "PSNR (0..50 dB)", (rect.x + 200, rect.y + 4), BLUE)
 
 
 def draw_scrub(surf: pygame.Surface, rect: pygame.Rect, cursor: int, n: int) -> None:
