@@ -6,6 +6,8 @@ always a complete, valid dataset and a crash loses at most the episode under way
 episode too (its last `done` stays False: a truncated episode, as `neuroplay collect` writes them).
 A failed write (full disk, read-only folder) leaves the previous file intact, keeps the episode in
 memory, says so in `message`, and is retried at the next episode end and at close.
+`write_behind=True` (the paced game) does those writes on a writer thread: rewriting a 20k-frame file
+takes ~4 s here, which would otherwise freeze the game at every game over; `close()` waits for it.
 Per-episode emulator seeds go in `meta["episode_seeds"]` so a recording replays bit for bit.
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ ASSISTED = "human+autopilot"
 class Recorder:
     """Collects (frame, action, reward, done) of the real game and appends episodes to `path`."""
 
-    def __init__(self, path: str | Path, source: str = SOURCE) -> None:
+    def __init__(self, path: str | Path, source: str = SOURCE, write_behind: bool = False) -> None:
         self.path = Path(path)
         if self.path.suffix != ".npz":
             raise ValueError(f"--out {self.path}: the dataset format is .npz")
@@ -54,6 +58,9 @@ class Recorder:
         self.saved_frames = 0
         self.message = ""
         """Last problem, for the screen ('' when all is well)."""
+        self._lock = threading.Lock()  # `unsaved` and the counters, shared with the writer thread
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="recorder") if write_behind else None
+        self._last_write: Future[bool] | None = None
 
     # ------------------------------------------------------------------ state for the HUD
     @property
@@ -64,7 +71,8 @@ class Recorder:
     @property
     def episodes(self) -> int:
         """Episodes finished this session (saved or waiting to be)."""
-        return self.saved_episodes + len(self.unsaved)
+        with self._lock:
+            return self.saved_episodes + len(self.unsaved)
 
     # ------------------------------------------------------------------ recording
     def start(self, frame: np.ndarray, seed: int = 0) -> None:
@@ -87,19 +95,33 @@ class Recorder:
         return False
 
     def finish_episode(self) -> bool:
-        """Queue the episode under way (if it has any transition) and write everything pending."""
+        """Queue the episode under way (if it has any transition) and write everything pending; with
+        write-behind the write is started and False returned (`saved_episodes` counts it when done)."""
         if self.actions:
-            self.unsaved.append((self._episode(), self.seed))
+            with self._lock:
+                self.unsaved.append((self._episode(), self.seed))
         self.frames, self.actions, self.rewards, self.dones = self.frames[-1:], [], [], []
         self.assisted = False
+        if self._writer is not None:
+            self._last_write = self._writer.submit(self.flush)
+            return False
         return self.flush()
+
+    def wait(self) -> None:
+        """Until the writes started so far are done (one writer: the last one finishing means all did)."""
+        if self._last_write is not None:
+            self._last_write.result()
 
     def close(self) -> bool:
         """Keep the episode under way and write all pending episodes (Esc, window close, Ctrl-C).
 
         If the file still cannot be written (e.g. it was corrupted by something else, or its folder went
         away), the pending episodes go to a rescue file beside it, else in the working or temp folder."""
+        self.wait()
+        writer, self._writer = self._writer, None  # from here on, writes happen now, in this thread
         ok = self.finish_episode()
+        if writer is not None:
+            writer.shutdown()
         self.frames = []
         if ok or not self.unsaved:
             return ok
@@ -119,20 +141,22 @@ class Recorder:
 
     def flush(self) -> bool:
         """Append pending episodes to the file atomically; on failure keep them and set `message`."""
-        if not self.unsaved:
+        with self._lock:
+            batch = list(self.unsaved)
+        if not batch:
             return True
         try:
             old = Episodes.load(self.path) if self.path.exists() else None
-            meta = self._meta(old)
-            parts = ([old] if old is not None else []) + [e for e, _ in self.unsaved]
-            Episodes.concat(parts, meta=meta).save(self.path)
+            meta = self._meta(old, [seed for _, seed in batch])
+            Episodes.concat(([old] if old is not None else []) + [e for e, _ in batch], meta=meta).save(self.path)
         except DatasetError as e:
-            n = len(self.unsaved)
+            n = len(batch)
             self.message = f"NOT SAVED ({n} episode{'s' * (n > 1)} kept in memory, retried): {e}"
             return False
-        self.saved_episodes += len(self.unsaved)
-        self.saved_frames += sum(e.n_transitions for e, _ in self.unsaved)
-        self.unsaved = []
+        with self._lock:  # episodes queued while this write ran stay for the next one
+            del self.unsaved[: len(batch)]
+            self.saved_episodes += len(batch)
+            self.saved_frames += sum(e.n_transitions for e, _ in batch)
         self.message = ""
         return True
 
@@ -145,7 +169,7 @@ class Recorder:
             episode_lengths=np.asarray([n], np.int64), sources=[ASSISTED if self.assisted else self.source], meta={},
         )
 
-    def _meta(self, old: Episodes | None) -> dict[str, Any]:
+    def _meta(self, old: Episodes | None, new_seeds: list[int]) -> dict[str, Any]:
         """The file's meta: the old one kept, per-episode seeds extended (None where unknown)."""
         meta: dict[str, Any] = dict(old.meta) if old is not None else {
             "game": "ALE/Breakout-v5", "actions": ["NOOP", "FIRE", "RIGHT", "LEFT"],
@@ -155,6 +179,6 @@ class Recorder:
         meta.pop("format_version", None)
         seeds = list(meta.get("episode_seeds", []))
         n_old = old.n_episodes if old is not None else 0
-        seeds = (seeds + [None] * n_old)[:n_old] + [s for _, s in self.unsaved]
+        seeds = (seeds + [None] * n_old)[:n_old] + list(new_seeds)
         meta["episode_seeds"] = seeds
         return meta

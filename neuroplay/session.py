@@ -98,7 +98,8 @@ class Session:
 
     def __init__(self, mode: str = "dream", dream: DreamEnv | None = None, *, seed: int = 0,
                  record_to: str | Path | None = None, episodes: Episodes | None = None,
-                 autopilot: str = "off", fps: float = 15.0, max_steps: int = MAX_EPISODE_STEPS) -> None:
+                 autopilot: str = "off", fps: float = 15.0, max_steps: int = MAX_EPISODE_STEPS,
+                 write_behind: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode in ("dream", "compare") and dream is None:
@@ -121,7 +122,9 @@ class Session:
                 if mode != "dream" or not START_FRAMES.is_file():
                     raise
                 self.no_emulator = str(e)
-        self.recorder = Recorder(record_to) if mode == "record" and record_to is not None else None
+        self.recorder = (Recorder(record_to, write_behind=write_behind)
+                         if mode == "record" and record_to is not None else None)
+        self._saved_seen = 0
         self.episodes = episodes
         self.real_frames: deque[np.ndarray] = deque(maxlen=HISTORY)
         self.frame = np.zeros((84, 64, 3), np.uint8)
@@ -298,9 +301,10 @@ class Session:
             self.frame = r.frame
             self.model_ms = (time.perf_counter() - t0) * 1e3
         if self.recorder is not None:
-            saved = self.recorder.add(action, r.frame, r.reward, r.done, assisted=self.policy is not None)
-            if saved:
-                self.say(f"episode {self.recorder.saved_episodes} saved to {self.recorder.path}")
+            self.recorder.add(action, r.frame, r.reward, r.done, assisted=self.policy is not None)
+            if self.recorder.saved_episodes > self._saved_seen:  # now, or by the writer thread since
+                self._saved_seen = self.recorder.saved_episodes
+                self.say(f"episode {self._saved_seen} saved to {self.recorder.path}")
         if self.mode == "compare":
             assert self.dream is not None
             real_tokens = self.dream.encode(r.frame[None])[0]
@@ -411,4 +415,5 @@ def open_session(mode: str, checkpoint: str | Path | None, *, device: str = "aut
         assert checkpoint is not None
         dream = DreamEnv.from_checkpoint(checkpoint, device=device, temperature=temperature, seed=seed,
                                          compile=compile)
-    return Session(mode, dream, seed=seed, record_to=out, episodes=episodes, autopilot=autopilot, fps=fps)
+    return Session(mode, dream, seed=seed, record_to=out, episodes=episodes, autopilot=autopilot, fps=fps,
+                   write_behind=fps > 0)  # paced play: a game over must not freeze the game while the file is rewritten

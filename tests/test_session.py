@@ -200,6 +200,35 @@ def test_record_restart_mid_episode_keeps_it(tmp_path: Path) -> None:
     assert list(eps.episode_lengths) == [10, 1] and eps.meta["episode_seeds"] == [3, 4]
 
 
+def test_record_write_behind_does_not_stall_the_game(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the paced game a finished episode is written by a writer thread: play goes on meanwhile, the
+    HUD counts it, and close() waits for every write."""
+    import threading
+
+    gate, real_save = threading.Event(), Episodes.save
+
+    def slow_save(self, p):  # noqa: ANN001, ANN202 - a big file on a slow disk
+        gate.wait(30)
+        return real_save(self, p)
+
+    monkeypatch.setattr(Episodes, "save", slow_save)
+    path = tmp_path / "rec.npz"
+    s = Session("record", None, seed=3, record_to=path, max_steps=30, write_behind=True)
+    for _ in range(35):  # the first episode ends at step 30; its write waits at the gate
+        s.step(Keys(right=True))
+    assert s.steps == 35 and not path.exists() and s.recorder.episodes == 1
+    gate.set()
+    s.recorder.wait()
+    assert Episodes.load(path).n_episodes == 1
+    s.step(Keys())
+    assert "episode 1 saved" in s.view().message
+    for _ in range(30):
+        s.step(Keys(left=True))
+    assert s.close()
+    eps = Episodes.load(path)
+    assert list(eps.episode_lengths) == [30, 30, 6] and len(eps.meta["episode_seeds"]) == 3
+
+
 def test_record_disk_full_keeps_earlier_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = _record(tmp_path, 35)
     path = tmp_path / "rec.npz"
