@@ -302,8 +302,6 @@ def test_train_launcher_tiny_preset_cancel(tiny_run: Path, breakout_file: Path, 
         app.shutdown()
 
 
-@pytest.mark.xfail(strict=False, reason="the shipped CPU-trained lite model follows the real paddle both ways "
-                   "but loses it once held against the right wall (MODEL_CARD.md); passes once a stronger model ships")
 def test_dream_paddle_follows_keys_with_lite_checkpoint(tmp_path: Path) -> None:
     """With the trained `lite` checkpoint, held LEFT then RIGHT keys (window events, as a player's) move
     the decoded paddle that way: left of where it started, then right of it."""
