@@ -25,6 +25,8 @@ N_ACTIONS = 4
 """Breakout's minimal action set."""
 ACTION_NAMES = ("NOOP", "FIRE", "RIGHT", "LEFT")
 """Index -> name, in ALE's order for Breakout."""
+
+
 def _assets() -> Path:
     repo = Path(__file__).resolve().parent.parent / "assets"  # a clone / editable install
     installed = Path(sys.prefix) / "share" / "neuroplay" / "assets"  # a wheel's data files (pyproject.toml)

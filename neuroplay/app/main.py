@@ -176,7 +176,7 @@ class App:
         except Exception as e:
             if from_cli:
                 raise
-            self.notice = f"cannot start {mode}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            self._cannot_start(mode, e)
             return
 
         def build() -> Session:
@@ -198,18 +198,20 @@ class App:
         if ld.error is not None:
             if from_cli:
                 raise ld.error
-            e = ld.error
-            self.notice = f"cannot start {ld.mode}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            self._cannot_start(ld.mode, ld.error)
             self.where = "menu"
             return
         assert ld.result is not None
-        mode = ld.mode
         self.session, self.stepper = ld.result
         self.held.clear()
         self.tapped.clear()
         self.cmds, self.help, self.notice = [], False, ""
-        self.screen = pygame.display.set_mode(self._size(mode), pygame.RESIZABLE)
+        self.screen = pygame.display.set_mode(self._size(ld.mode), pygame.RESIZABLE)
         self.where = "play"
+
+    def _cannot_start(self, mode: str, e: BaseException) -> None:
+        """The menu's notice: why `mode` did not start, in one line."""
+        self.notice = f"cannot start {mode}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
 
     def close_session(self) -> None:
         """Stop stepping and save what the session holds (a recording's episode under way too)."""

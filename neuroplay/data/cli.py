@@ -43,7 +43,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from neuroplay.data.episodes import Episodes
+    from neuroplay.data.episodes import Episodes, refuse_existing
 
     if args.data_command == "info":
         for f in args.files:
@@ -63,8 +63,7 @@ def run_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.resolve() in {Path(f).resolve() for f in args.files}:
         raise ValueError(f"--out {out}: would overwrite one of its inputs; choose another name")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
+    refuse_existing(out, args.overwrite)
     merged = Episodes.concat([Episodes.load(f) for f in args.files])
     if len(args.files) == 1:
         merged = merged.replace(meta=dict(merged.meta))

@@ -27,7 +27,7 @@ import numpy as np
 
 from neuroplay import __version__
 from neuroplay.config import FRAME_H, FRAME_W
-from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.data.episodes import DatasetError, Episodes, refuse_existing
 from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
 from neuroplay.envs.real import GAME, MAX_EPISODE_STEPS
 
@@ -127,8 +127,7 @@ def collect(cfg: CollectConfig) -> Episodes:
     out = Path(cfg.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out {out}: the dataset format is .npz")
-    if out.exists() and not cfg.overwrite:
-        raise ValueError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
+    refuse_existing(out, cfg.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"game": "ALE/Breakout-v5", "actions": ["NOOP", "FIRE", "RIGHT", "LEFT"],
             "preprocessing": PREPROCESSING, "seed": cfg.seed, "policy": cfg.policy, "collector": "AtariVectorEnv",

@@ -262,6 +262,12 @@ class Episodes:
         }
 
 
+def refuse_existing(out: Path, overwrite: bool) -> None:
+    """An output file is never replaced unless asked (`--overwrite`): it may hold a person's recordings."""
+    if out.exists() and not overwrite:
+        raise ValueError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
+
+
 def file_hash(path: str | Path, chunk: int = 1 << 22) -> str:
     """sha256 of a file's bytes (ties token caches and eval indices to the data they came from)."""
     h = hashlib.sha256()
