@@ -1,17 +1,20 @@
-"""What is on a Breakout screen, read from an 84x64 frame: the paddle, the ball, the bricks.
+"""What is on a Breakout screen, read from an 84x64 frame: the paddle, the ball, the bricks, the score and lives.
 
 Written once and used everywhere: the `tracker` data-collection policy and the game's autopilot (which
 must also drive the *dream*, where there is no emulator RAM, so it reads pixels), and the evaluation's
 ball-visibility and paddle-response checks. Calibrated on ALE frames after the project's preprocessing:
 the ball and paddle are the same red (200, 72, 72), blended with black by the area resize; the walls are
-grey; bricks fill rows 22..37.
+grey; bricks fill rows 22..37; the scoreboard's grey digits sit in rows 2..5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
+
+from neuroplay.envs.digit_templates import DIGIT_CELLS, DIGIT_ROWS, DIGIT_W, templates
 
 PLAY_COLS = slice(2, 60)
 """Columns inside the side walls (the right wall's red foot at 60-61 is left out)."""
@@ -61,6 +64,66 @@ def detect(frame: np.ndarray, max_ball_pixels: int = 12) -> Objects:
     if 0 < len(y) <= max_ball_pixels:
         return Objects(paddle_x, float(x.mean()), float(y.mean()), len(y))
     return Objects(paddle_x, None, None, int(len(y)))
+
+
+BRICK_ROW_Y = (24, 26, 28, 31, 33, 36)
+"""Centre row of each of the 6 brick rows (ALE rows 57 + 6i .. 62 + 6i, times 84/210)."""
+BRICK_COL_X = tuple(int(4.8 + 3.2 * k) for k in range(18))
+"""Centre column of each of the 18 bricks of a row (ALE columns 8 + 8k .. 15 + 8k, times 64/160)."""
+MIN_CHROMA = 20
+"""Channel max minus min above which a pixel is coloured (bricks), not grey or black."""
+
+
+def bricks(frame: np.ndarray) -> np.ndarray:
+    """(6, 18) bool: which bricks stand, read at each brick's centre pixel."""
+    f = frame[np.ix_(BRICK_ROW_Y, BRICK_COL_X)].astype(np.int16)  # (6, 18, 3)
+    return (f.max(-1) - f.min(-1)) > MIN_CHROMA
+
+
+def bricks_per_row(frame: np.ndarray) -> np.ndarray:
+    """(6,) int: standing bricks in each row, top (red) to bottom (blue)."""
+    return bricks(frame).sum(1)
+
+
+@dataclass(frozen=True)
+class Scoreboard:
+    """The digits at the top of the screen; None where a cell reads as no digit (a garbled frame)."""
+
+    score: int | None
+    lives: int | None
+
+
+MAX_DIGIT_DISTANCE = 300
+"""Mean-free L1 distance (sum over the 4x5 cell, grey levels) above which a cell is no digit. The closest
+two real digits (0 and 8) are 182 apart; a blank cell is over 900 from every digit."""
+
+
+@cache
+def _digit_bank() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per cell: (digits (D,), templates (D, 20) int16)."""
+    t = templates()
+    out = []
+    for c in range(len(DIGIT_CELLS)):
+        ds = sorted(d for (cc, d) in t if cc == c)
+        out.append((np.array(ds), np.stack([t[(c, d)].reshape(-1) for d in ds]).astype(np.int16)))
+    return out
+
+
+def read_digit(frame: np.ndarray, cell: int) -> int | None:
+    """The digit in scoreboard cell `cell` (0-2 score, 3 lives): nearest template, None if none is near."""
+    x = DIGIT_CELLS[cell]
+    patch = frame[DIGIT_ROWS, x : x + DIGIT_W].max(-1).reshape(-1).astype(np.int16)
+    digits, bank = _digit_bank()[cell]
+    dist = np.abs(bank - patch).sum(1)
+    i = int(dist.argmin())
+    return int(digits[i]) if dist[i] <= MAX_DIGIT_DISTANCE else None
+
+
+def read_scoreboard(frame: np.ndarray) -> Scoreboard:
+    """Score (3 digits) and lives as the screen shows them."""
+    d = [read_digit(frame, c) for c in range(len(DIGIT_CELLS))]
+    score = None if None in d[:3] else d[0] * 100 + d[1] * 10 + d[2]  # type: ignore[operator]
+    return Scoreboard(score, d[3])
 
 
 def brick_pixels(frame: np.ndarray) -> int:

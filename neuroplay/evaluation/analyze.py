@@ -31,6 +31,7 @@ from neuroplay.evaluation.metrics import (
     psnr_from_mse,
     to_uint8,
 )
+from neuroplay.evaluation.objects import VQ_GATES, ObjectTally, gates
 
 
 def _grid(rows: list[list[np.ndarray]], scale: int = 2, gap: int = 2) -> np.ndarray:
@@ -50,13 +51,16 @@ def analyze_vqvae(vq: Any, data: EvalData, samples: np.ndarray, out_dir: str | P
     src = FrameSource(data, vq, torch.device(device), batch_size)
     k = vq.cfg.n_embeddings
     rows = np.sort(data.rows(samples))
-    counts, mse = np.zeros(k, np.int64), np.zeros(len(rows))
+    counts, mse, lost = np.zeros(k, np.int64), np.zeros(len(rows)), np.zeros(len(rows), bool)
+    tally = ObjectTally()
     for i in range(0, len(rows), batch_size):
         r = rows[i : i + batch_size]
         tok, real = src.fetch(r, pixels=data.kind == "frames")
         counts += np.bincount(tok.reshape(-1).cpu().numpy(), minlength=k)[:k]
         if real is not None:
-            mse[i : i + len(r)] = ((src.decode01(tok) - real) ** 2).flatten(1).mean(1).cpu().numpy()
+            rec = src.decode01(tok)
+            mse[i : i + len(r)] = ((rec - real) ** 2).flatten(1).mean(1).cpu().numpy()
+            lost[i : i + len(r)] = tally.add(to_uint8(real), to_uint8(rec))
     p = counts / max(1, counts.sum())
     nz = p[p > 0]
     dead = p < vq.cfg.dead_code_threshold / k
@@ -66,6 +70,10 @@ def analyze_vqvae(vq: Any, data: EvalData, samples: np.ndarray, out_dir: str | P
         "recon_psnr": psnr_from_mse(float(mse.mean())) if data.kind == "frames" else None,
         "usage": p.round(6).tolist(),
     }
+    if data.kind == "frames":
+        out["objects"] = tally.summary()
+        out["objects"]["psnr"] = out["recon_psnr"]
+        out["gates"] = gates(out["objects"])
     fig = Figure(figsize=(7, 3), dpi=110)
     ax = fig.subplots()
     ax.bar(np.arange(k), p, color=["tab:red" if x else "tab:blue" for x in dead])
@@ -88,6 +96,12 @@ def analyze_vqvae(vq: Any, data: EvalData, samples: np.ndarray, out_dir: str | P
         diff = np.clip(np.abs(real.astype(np.int16) - rec.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
         iio.imwrite(d / "worst_reconstructions.png", _grid([[a, b, c] for a, b, c in zip(real, rec, diff)]))
         out["worst_rows"] = bad.tolist()
+        if lost.any():  # the frames whose ball the tokenizer lost, the failure PSNR hides
+            gone = rows[np.nonzero(lost)[0][:worst]]
+            real = data.images(gone)
+            rec = to_uint8(src.decode01(src.fetch(gone, pixels=False)[0]))
+            iio.imwrite(d / "lost_balls.png", _grid([[a, b] for a, b in zip(real, rec)], scale=3))
+            out["files"].append(str(d / "lost_balls.png"))
         out["worst_psnr"] = [psnr_from_mse(float(x)) for x in np.sort(mse)[::-1][:worst]]
         out["files"].append(str(d / "worst_reconstructions.png"))
     return out
@@ -140,8 +154,20 @@ def _nanmean(x: np.ndarray) -> float | None:
 
 def vqvae_table(r: dict[str, Any]) -> str:
     psnr = "-" if r["recon_psnr"] is None else f"{r['recon_psnr']:.2f} dB"
-    return (f"frames {r['frames']}, codebook {r['codebook_size']}: perplexity {r['perplexity']:.2f}, "
+    head = (f"frames {r['frames']}, codebook {r['codebook_size']}: perplexity {r['perplexity']:.2f}, "
             f"dead codes {r['dead_codes']}, unused {r['unused_codes']}, reconstruction PSNR {psnr}")
+    if "objects" not in r:
+        return head
+    o, g = r["objects"], r["gates"]
+    lines = [head, f"{'object figure':<22}  {'value':>8}  gate"]
+    for key, (op, bar) in VQ_GATES.items():
+        v = o.get(key)
+        lines.append(f"{key:<22}  {'-' if v is None else f'{v:8.4f}':>8}  {op} {bar:g} "
+                     f"{'ok' if g[key] else 'FAILS'}")
+    for key in ("ball_precision", "paddle_x_err", "score_agree", "lives_agree"):
+        v = o.get(key)
+        lines.append(f"{key:<22}  {'-' if v is None else f'{v:8.4f}':>8}")
+    return "\n".join(lines)
 
 
 def actions_table(r: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import detect
+from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.vqvae import to_uint8_image
 
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
@@ -208,6 +209,13 @@ class _Acc:
 
     def __init__(self) -> None:
         self.s: dict[str, float] = {}
+        self.objects: dict[str, ObjectTally] = {}
+        """Object agreement with the real frame: "vq" (reconstruction of t+1), "h1", "h5", "h10" (the dream)."""
+
+    def tally(self, key: str, real: torch.Tensor, test: torch.Tensor) -> None:
+        """Add (n, 3, 84, 64) [0, 1] frames to the object tally `key`."""
+        if len(real):
+            self.objects.setdefault(key, ObjectTally()).add(to_uint8(real), to_uint8(test))
 
     def add(self, key: str, value: float | torch.Tensor, deep: bool = False) -> None:
         for k in (key, "d_" + key) if deep else (key,):
@@ -282,15 +290,20 @@ def evaluate(
             px = px.view(len(s), 4 + h_max, *px.shape[1:])
             real, real_t = px[:, 4:][valid], px[:, 3:4].expand(-1, h_max, -1, -1, -1)[valid]
             hidx = torch.arange(h_max, device=device)[None].expand(len(s), -1)[valid]
-            se_m = ((src.decode01(pred[valid]) - real) ** 2).flatten(1).sum(1)
+            dream = src.decode01(pred[valid])
+            se_m = ((dream - real) ** 2).flatten(1).sum(1)
             se_c = ((real_t - real) ** 2).flatten(1).sum(1)
             for h in range(h_max):
                 acc.add(f"se{h}", se_m[hidx == h].sum(), deep)
                 acc.add(f"sec{h}", se_c[hidx == h].sum(), deep)
                 acc.add(f"px{h}", (hidx == h).sum() * real[0].numel(), deep)
+                if h + 1 in REPORT_HORIZONS:
+                    acc.tally(f"h{h + 1}", real[hidx == h], dream[hidx == h])
             if data.kind == "frames":
-                acc.add("se_vq", ((src.decode01(tgt[:, 0]) - px[:, 4]) ** 2).sum())
+                recon = src.decode01(tgt[:, 0])
+                acc.add("se_vq", ((recon - px[:, 4]) ** 2).sum())
                 acc.add("px_vq", px[:, 4].numel())
+                acc.tally("vq", px[:, 4], recon)
         if progress is not None:
             progress(len(s))
     return _summarize(acc, horizon, len(samples), n_roll, pix, data.kind)
@@ -355,5 +368,13 @@ def _summarize(acc: _Acc, horizon: int, n: int, n_roll: int, pix: bool, kind: st
     out["action_sensitivity"] = acc.ratio("kl", "kl_n")
     out["action_paddle_dx"] = acc.ratio("pdx", "pdx_n")
     out["psnr_reference"] = None if not pix else ("pixels" if kind == "frames" else "vq_decoded_tokens")
+    out["objects"] = {k: acc.objects[k].summary() for k in ("vq", "h1", "h5", "h10") if k in acc.objects}
+    vq_obj = out["objects"].get("vq", {})
+    for k in ("ball_recall", "false_ball_rate", "ball_pos_err", "paddle_recall", "bricks_agree", "digits_agree"):
+        out[f"vq_{k}"] = vq_obj.get(k)
+    for h in REPORT_HORIZONS:
+        o = out["objects"].get(f"h{h}", {})
+        for k in ("ball_recall", "ball_precision", "paddle_recall", "bricks_agree", "digits_agree"):
+            out[f"dream_{k}_h{h}"] = o.get(k)
     out["per_horizon"] = curve
     return out

@@ -30,6 +30,17 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("rollout PSNR h5 (dB)", "rollout_psnr_h5", "copy_last_psnr_h5", "{:.2f}"),
     ("rollout PSNR h10 (dB)", "rollout_psnr_h10", "copy_last_psnr_h10", "{:.2f}"),
     ("VQ reconstruction PSNR (dB)", "vq_recon_psnr", None, "{:.2f}"),
+    ("VQ ball recall / false-ball rate", "vq_ball_recall", "vq_false_ball_rate", "{:.3f}"),
+    ("VQ ball position error (px, median)", "vq_ball_pos_err", None, "{:.2f}"),
+    ("VQ paddle recall", "vq_paddle_recall", None, "{:.3f}"),
+    ("VQ bricks per row agree", "vq_bricks_agree", None, "{:.3f}"),
+    ("VQ score and lives agree", "vq_digits_agree", None, "{:.3f}"),
+    ("dream ball recall h1 / precision", "dream_ball_recall_h1", "dream_ball_precision_h1", "{:.3f}"),
+    ("dream ball recall h5 / precision", "dream_ball_recall_h5", "dream_ball_precision_h5", "{:.3f}"),
+    ("dream ball recall h10 / precision", "dream_ball_recall_h10", "dream_ball_precision_h10", "{:.3f}"),
+    ("dream paddle recall h1 / h10", "dream_paddle_recall_h1", "dream_paddle_recall_h10", "{:.3f}"),
+    ("dream bricks agree h1 / h10", "dream_bricks_agree_h1", "dream_bricks_agree_h10", "{:.3f}"),
+    ("dream score and lives agree h1 / h10", "dream_digits_agree_h1", "dream_digits_agree_h10", "{:.3f}"),
     ("val loss (CE, h1)", "val_loss", None, "{:.4f}"),
     ("mirror consistency", "mirror_consistency", None, "{:.4f}"),
     ("action sensitivity, KL(LEFT‖RIGHT) per token", "action_sensitivity", None, "{:.4f}"),
@@ -38,7 +49,8 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("FIRE launches a ball", "fire_launch_rate", "noop_launch_rate", "{:.3f}"),
     ("ball alive 30 dreamed steps", "ball_alive_rate", None, "{:.3f}"),
 ]
-"""(label, model key, baseline key, format); the FIRE row's baseline is the NOOP control."""
+"""(label, model key, baseline key, format); the FIRE row's baseline is the NOOP control; the object rows
+(`neuroplay.evaluation.objects`, against the real frame) put a second figure in that column, named in the label."""
 
 
 def beats_copy_last(m: dict[str, Any]) -> dict[str, bool | None]:

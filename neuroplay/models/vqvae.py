@@ -50,6 +50,8 @@ class VQVAEOutput:
     """Unweighted commitment loss."""
     perplexity: torch.Tensor
     """Codebook perplexity of this batch."""
+    latents: torch.Tensor
+    """Encoder outputs before quantization, (B, C, 21, 16): where the trainer re-seeds dead codes from."""
 
 
 class ResidualBlock(nn.Module):
@@ -76,6 +78,9 @@ class VectorQuantizerHiRes(nn.Module):
     def __init__(self, cfg: VQConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.auto_reset = True
+        """Re-seed dead codes inside `forward` from random encoder outputs; a trainer that re-seeds from the
+        worst-reconstructed ones turns this off and calls `reset_dead_codes` itself."""
         k, d = cfg.n_embeddings, cfg.latent_channels
         embed = torch.randn(k, d) * 0.1
         self.register_buffer("embedding", embed)
@@ -122,7 +127,7 @@ class VectorQuantizerHiRes(nn.Module):
         n = int(self.n_batches)
         if n % self.cfg.ema_update_every == 0:
             self.apply_ema()
-        if n % self.cfg.dead_code_every == 0:
+        if self.auto_reset and n % self.cfg.dead_code_every == 0:
             self.reset_dead_codes(flat)
 
     @torch.no_grad()
@@ -139,8 +144,13 @@ class VectorQuantizerHiRes(nn.Module):
         self.acc_sum.zero_()
 
     @torch.no_grad()
-    def reset_dead_codes(self, flat: torch.Tensor) -> int:
-        """Re-seed codes used under `dead_code_threshold` of the mean share; returns how many."""
+    def reset_dead_codes(self, flat: torch.Tensor, priority: torch.Tensor | None = None) -> int:
+        """Re-seed codes used under `dead_code_threshold` of the mean share; returns how many.
+
+        `flat` (N, D) are encoder outputs; with `priority` (N,) (say, each position's reconstruction error)
+        the new codes are drawn from the top 2% of positions by priority instead of uniformly: a dead code
+        then goes to what the codebook draws worst (the ball, a digit) rather than to more black background.
+        """
         total = self.usage.sum()
         if total <= 0:
             return 0
@@ -148,7 +158,12 @@ class VectorQuantizerHiRes(nn.Module):
         dead = share < self.cfg.dead_code_threshold / self.cfg.n_embeddings
         n_dead = int(dead.sum())
         if n_dead:
-            pick = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
+            if priority is None:
+                pick = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
+            else:
+                top = priority.topk(max(n_dead, int(0.02 * len(priority)))).indices
+                pick = top[torch.randperm(len(top), device=flat.device)[:n_dead]]
+                pick = pick[torch.arange(n_dead, device=flat.device) % len(pick)]
             new = flat[pick] + 0.01 * torch.randn_like(flat[pick])
             self.embedding[dead] = new
             self.ema_sum[dead] = new
@@ -203,9 +218,10 @@ class VQVAE(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> VQVAEOutput:
         x = self.to_input(frames)
-        q = self.quantizer(self.encoder(x))
+        z_e = self.encoder(x)
+        q = self.quantizer(z_e)
         recon = self.decoder(q.z_q)
-        return VQVAEOutput(recon, q.indices, q.commitment_loss, q.perplexity)
+        return VQVAEOutput(recon, q.indices, q.commitment_loss, q.perplexity, z_e)
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
