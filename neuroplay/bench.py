@@ -5,7 +5,9 @@ runs and writes its fields; the numbers go in the README with the machine record
 
 What is measured (batch 1, after `--warmup` calls, `--steps` timed calls each, p50/p90/p95/p99 in ms):
 - `wm_frame_pass`, `wm_query`: the two halves of a block-causal (`lite`) step with the KV cache; only the
-  query sits between key press and display (the engine runs the frame pass while waiting for the key);
+  query sits between key press and display (the engine runs the frame pass while waiting for the key).
+  For fused models (`lite2`) the frame pass is the commit of the previous frame under the action played
+  plus the layers below `action_layer`, and the query the layers from `action_layer` up;
 - `wm_full`: the full recompute of one step (`spec`'s only path; for `lite` the window without a cache);
 - `decode_fp32`, `decode_fp32_cl`, `decode_bf16_cl`: VQ decode + uint8 conversion, plain vs the engine's;
 - `key_to_frame` (engine step after `prepare`: query, argmax, decode, to numpy) and `play_loop`
@@ -46,7 +48,7 @@ class BenchConfig:
     checkpoint: str = ""
     """Run folder with vqvae/ and wm/ (e.g. runs/lite or assets/checkpoints/lite); overrides --preset."""
     preset: str = "lite"
-    """Preset to time with random-init weights when no --checkpoint is given: spec, lite, tiny, tiny-full."""
+    """Preset to time with random-init weights when no --checkpoint is given: spec, lite, lite2, tiny, tiny-fused."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
@@ -125,17 +127,49 @@ def bench_wm(
     hist = torch.randint(c.n_vocab, (1, c.max_history, c.n_tokens), generator=g).to(device)
     action = torch.tensor([2], device=device)
     forward = forward or wm.forward
-    out = {"wm_full": stats(timeit(lambda: forward(hist, action), cfg.steps, cfg.warmup, device))}
+    if getattr(wm, "fused", False):  # every history frame is conditioned on the action taken at it
+        h_act = torch.full((1, c.max_history - 1), 2, device=device)
+        out = {"wm_full": stats(timeit(lambda: forward(hist, action, history_actions=h_act), cfg.steps, cfg.warmup,
+                                       device))}
+    else:
+        out = {"wm_full": stats(timeit(lambda: forward(hist, action), cfg.steps, cfg.warmup, device))}
     if wm.block_causal:
         query = query or wm.query
         with torch.inference_mode():
             cache = wm.new_cache()
-            for t in hist[0]:
-                wm.push_frame(cache, t[None])
+            for t in hist[0, :-1]:
+                wm.observe(cache, t[None], action)
+            wm.push_frame(cache, hist[:, -1])
         frame = hist[:, -1]  # the window stays 4 frames: each push drops the oldest
-        out["wm_frame_pass"] = stats(timeit(lambda: wm.push_frame(cache, frame), cfg.steps, cfg.warmup, device))
-        out["wm_query"] = stats(timeit(lambda: query(cache, action), cfg.steps, cfg.warmup, device))
+        if getattr(wm, "fused", False):
+            out.update(_fused_halves(wm, cache, frame, action, query, device, cfg))
+        else:
+            out["wm_frame_pass"] = stats(timeit(lambda: wm.push_frame(cache, frame), cfg.steps, cfg.warmup, device))
+            out["wm_query"] = stats(timeit(lambda: query(cache, action), cfg.steps, cfg.warmup, device))
     return out
+
+
+def _fused_halves(
+    wm: Any, cache: Any, frame: torch.Tensor, action: torch.Tensor, query: Any, device: torch.device,
+    cfg: BenchConfig,
+) -> dict[str, dict[str, float]]:
+    """A fused model's step halves, timed in the game's order: query (layers >= action_layer), then the next
+    frame pass (commit under the queried action, no recompute, + the layers below action_layer). Timed
+    alternately, not each alone: a push without a query before it would recompute the upper layers."""
+    sync, push_ms, query_ms = syncer(device), [], []
+    with torch.inference_mode():
+        for i in range(cfg.warmup + cfg.steps):
+            t0 = time.perf_counter()
+            query(cache, action)
+            sync()
+            t1 = time.perf_counter()
+            wm.push_frame(cache, frame, action)
+            sync()
+            t2 = time.perf_counter()
+            if i >= cfg.warmup:
+                query_ms.append((t1 - t0) * 1e3)
+                push_ms.append((t2 - t1) * 1e3)
+    return {"wm_frame_pass": stats(push_ms), "wm_query": stats(query_ms)}
 
 
 def bench_decode(vq: Any, device: torch.device, cfg: BenchConfig) -> dict[str, dict[str, float]]:
@@ -323,6 +357,7 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
         "config": asdict(cfg), "machine": machine_info(device),
         "model": {"preset": preset_name, "source": source, "attention": wm_cfg.attention,
                   "d_model": wm_cfg.d_model, "n_layers": wm_cfg.n_layers, "cached": engine.cached,
+                  "fused_query": wm_cfg.fused_query, "action_layer": wm_cfg.action_layer,
                   "wm_params": sum(p.numel() for p in wm.parameters()),
                   "vq_params": sum(p.numel() for p in vq.parameters()),
                   "dtype": str(engine.dtype).replace("torch.", ""), "compile": cfg.compile},

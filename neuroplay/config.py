@@ -1,8 +1,9 @@
-"""Model configurations and the presets (`spec`, `lite`, `tiny`), all in one place.
+"""Model configurations and the presets (`spec`, `lite`, `lite2`, `tiny`, ...), all in one place.
 
 Every number that sizes a model lives in `VQConfig` or `WMConfig`; the modules read nothing else.
 `spec` is SPEC.md v2.1 verbatim, `lite` is the CPU real-time variant (block-causal attention with a
-KV cache, see `neuroplay/models/world_model.py`), `tiny` is the same code at toy size for tests.
+KV cache, see `neuroplay/models/world_model.py`), `lite2` is lite with fused queries (one pass per frame,
+`neuroplay/models/fused.py`), `tiny` and `tiny-fused` are the same code at toy size for tests.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ class WMConfig:
     """Rotary base over frame time (block_causal only): frequencies base^(-i/half), i < half."""
     query_from_last_frame: bool = False
     """Query tokens start from the last frame's token embeddings (a copy prior) instead of a learned one."""
+    fused_query: bool = False
+    """The frame's own tokens are the queries for the next frame: one pass per step (lite v2)."""
+    action_layer: int = 0
+    """Layer at which the action enters the frame stream (fused_query only); the layers below it are
+    action-independent and run before the key is read."""
+
+    def __post_init__(self) -> None:
+        if self.fused_query and self.attention != "block_causal":
+            raise ValueError("fused_query needs attention='block_causal'")
+        if self.fused_query and not 0 <= self.action_layer < self.n_layers:
+            raise ValueError(f"action_layer must be in 0..{self.n_layers - 1}, got {self.action_layer}")
 
     @property
     def n_tokens(self) -> int:
@@ -160,6 +172,27 @@ PRESETS: dict[str, Preset] = {
         # because a rollout step yields 5 targets a clip against 11 for a teacher-forced sequence.
         train={"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "warmup": 100, "rollout_ratio": 0.25},
     ),
+    "lite2": Preset(
+        name="lite2",
+        vq=VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64),
+        wm=WMConfig(
+            d_model=128,
+            n_heads=4,
+            n_layers=4,
+            d_ff=512,
+            dropout=0.0,
+            attention="block_causal",
+            query_from_last_frame=True,
+            fused_query=True,
+            action_layer=2,
+        ),
+        notes=(
+            "lite v2 (issue 18): lite with fused queries, one 336-token pass per dreamed frame; the action "
+            "enters at layer 2 of 4, so the lower half runs before the key is read. Same parameter shapes "
+            "as lite: lite weights load into it as they are."
+        ),
+        train={"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "warmup": 100, "rollout_ratio": 0.25},
+    ),
     "tiny": Preset(
         name="tiny",
         vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
@@ -173,6 +206,23 @@ PRESETS: dict[str, Preset] = {
             query_from_last_frame=True,
         ),
         notes="Toy size for tests: trains in seconds.",
+        train={"batch_size": 8, "seq_frames": 8},
+    ),
+    "tiny-fused": Preset(
+        name="tiny-fused",
+        vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
+        wm=WMConfig(
+            d_model=32,
+            n_heads=2,
+            n_layers=2,
+            d_ff=64,
+            dropout=0.0,
+            attention="block_causal",
+            query_from_last_frame=True,
+            fused_query=True,
+            action_layer=1,
+        ),
+        notes="lite2's fused design at toy size, for tests (the action enters at layer 1 of 2).",
         train={"batch_size": 8, "seq_frames": 8},
     ),
     "tiny-full": Preset(

@@ -5,10 +5,14 @@ What makes it fast enough for 15 FPS on a laptop CPU (figures in the README, `ne
 - channels_last VQ decode; everything under `torch.inference_mode`;
 - block-causal models (`lite`) keep a KV cache: the newest frame's pass does not depend on the action,
   so `prepare()` runs it while the game waits for the next key, and only the 337-token query pass and
-  the decode sit between the key press and the screen. Full-attention models (`spec`) recompute the
-  1681-token forward each step (fine on a GPU, ~3 FPS on a 2-core CPU);
+  the decode sit between the key press and the screen. Fused models (`lite2`) have one pass per frame:
+  `prepare()` commits the previous frame under the action that was played and runs the new frame's
+  layers below `action_layer`; the key then costs only the layers from `action_layer` up and the decode.
+  Full-attention models (`spec`) recompute the 1681-token forward each step (fine on a GPU, ~3 FPS on a
+  2-core CPU);
 - optional `torch.compile` (`--compile`, off by default: 12-25 s start-up for 0-30% on a CPU; on CUDA
-  mode "reduce-overhead", i.e. CUDA graphs: not measured here, no GPU was lent).
+  mode "reduce-overhead", i.e. CUDA graphs: not measured here, no GPU was lent). Not for fused models on
+  CUDA: their query keeps its keys/values in the cache, and CUDA graphs reuse output buffers.
 """
 
 from __future__ import annotations
@@ -66,9 +70,10 @@ class DreamEngine:
         self.cache: KVCache | None = None
         self.history: deque[torch.Tensor] = deque(maxlen=self.window)
         self.pending: torch.Tensor | None = None  # newest tokens not yet pushed into the cache
+        self.pending_action: torch.Tensor | None = None  # fused: the action that produced `pending`, to commit
         self.last_tokens: torch.Tensor | None = None
         # On CUDA, "reduce-overhead" replays the step as CUDA graphs (batch-1 steps are launch-bound there).
-        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        mode = "reduce-overhead" if self.device.type == "cuda" and not wm.fused else "default"
         self._query = torch.compile(wm.query, mode=mode) if compile and wm.block_causal else wm.query
         self._forward = torch.compile(wm.forward, mode=mode) if compile and not wm.block_causal else wm.forward
         self._warm = False
@@ -90,20 +95,33 @@ class DreamEngine:
         return self.vq.encode(x).flatten(1)
 
     @torch.inference_mode()
-    def reset(self, frames: np.ndarray | None = None, tokens: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
-        """Start the dream from real frames (T, 84, 64, 3) or tokens (T, 336); returns the last frame decoded."""
+    def reset(
+        self, frames: np.ndarray | None = None, tokens: torch.Tensor | np.ndarray | None = None,
+        actions: np.ndarray | list[int] | None = None,
+    ) -> np.ndarray:
+        """Start the dream from real frames (T, 84, 64, 3) or tokens (T, 336); returns the last frame decoded.
+
+        `actions` (T-1,): the action taken at each history frame but the last, which fused models (lite2)
+        condition those frames on. Without them NOOP is assumed: exact for a game's first frames (the
+        reset screen and the warm-up NOOPs of `Session.restart` / `real_history`), an approximation for a
+        re-anchor mid-game, whose real actions the caller did not pass. Other models ignore them.
+        """
         if tokens is None:
             if frames is None:
                 raise ValueError("reset needs frames or tokens")
             toks = self.encode(frames)
         else:
             toks = torch.as_tensor(np.asarray(tokens), device=self.device).long().reshape(-1, self.wm.n_tokens)
+        acts = torch.zeros(len(toks) - 1, dtype=torch.long, device=self.device)  # NOOP unless told
+        if actions is not None and len(toks) > 1:
+            given = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1)
+            acts[max(0, len(acts) - len(given)) :] = given[-len(acts) :]
         toks = toks[-self.window :] if not self.cached else toks
         self.history.clear()
         self.cache = self.wm.new_cache() if self.cached else None
-        for t in toks[:-1]:
-            self._push(t)
-        self.pending, self.last_tokens = toks[-1], toks[-1]
+        for t, a in zip(toks[:-1], acts[len(acts) - len(toks) + 1 :]):
+            self._push(t, a)
+        self.pending, self.last_tokens, self.pending_action = toks[-1], toks[-1], None
         if not self.cached:
             self.history.append(toks[-1])
         if not self._warm:
@@ -122,32 +140,42 @@ class DreamEngine:
         a = torch.zeros(1, dtype=torch.long, device=self.device)
         if self.cached:
             cache = self.wm.new_cache()
-            for t in toks:
-                self.wm.push_frame(cache, t[None])
+            for t in toks[:-1]:
+                self.wm.observe(cache, t[None], a)
+            self.wm.push_frame(cache, toks[-1:])
             logits = self._query(cache, a).logits
             if self._query is not self.wm.query:
-                self.wm.push_frame(cache, toks[:1])
+                self.wm.push_frame(cache, toks[:1], a if self.wm.fused else None)
                 logits = self._query(cache, a).logits
         else:
             logits = self._forward(toks[None], a).logits
         self.decode(sample_tokens(logits[0].float(), 0.0)[None])
         self._warm = True
 
-    def _push(self, t: torch.Tensor) -> None:
+    def _push(self, t: torch.Tensor, action: torch.Tensor | None = None) -> None:
+        """A history frame (336,) with the action (scalar) taken at it into the cache (or the window)."""
         if self.cached:
             assert self.cache is not None
-            self.wm.push_frame(self.cache, t[None])
+            if action is not None and self.wm.fused:
+                self.wm.observe(self.cache, t[None], action.reshape(1))
+            else:
+                self.wm.push_frame(self.cache, t[None])
         else:
             self.history.append(t)
 
     @torch.inference_mode()
     def prepare(self) -> float:
-        """Run the action-independent frame pass now (call while waiting for input); returns ms."""
+        """Run the action-independent frame pass now (call while waiting for input); returns ms.
+
+        Fused models: commit the previous frame under the action played at it (no recompute: that action
+        was the step's query), then the new frame's layers below `action_layer`.
+        """
         if not self.cached or self.pending is None:
             return 0.0
         t0 = time.perf_counter()
-        self._push(self.pending)
-        self.pending = None
+        assert self.cache is not None
+        self.wm.push_frame(self.cache, self.pending[None], self.pending_action if self.wm.fused else None)
+        self.pending, self.pending_action = None, None
         return (time.perf_counter() - t0) * 1e3
 
     @torch.inference_mode()
@@ -180,6 +208,7 @@ class DreamEngine:
         self.last_tokens = toks
         if self.cached:
             self.pending = toks
+            self.pending_action = torch.tensor([action], device=self.device)
         else:
             self.history.append(toks)
         timings = {"prepare": prep, "model": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}

@@ -127,6 +127,8 @@ class Session:
         self._saved_seen = 0
         self.episodes = episodes
         self.real_frames: deque[np.ndarray] = deque(maxlen=HISTORY)
+        self.real_actions: deque[int] = deque(maxlen=HISTORY - 1)
+        """Actions taken at `real_frames` but the last (a fused world model conditions each frame on its own)."""
         self.frame = np.zeros((84, 64, 3), np.uint8)
         self.real_frame: np.ndarray | None = None
         self.action, self.paused = NOOP, False
@@ -153,6 +155,7 @@ class Session:
             return
         if self.real is None:  # dream without an emulator: its first history is the bundled start frames
             self.real_frames.clear()
+            self.real_actions.clear()  # the start frames are the reset screen and NOOPs
             self.real_frames.extend(Episodes.load(START_FRAMES).episode(0).frames[-HISTORY:])
             self.reanchor(quiet=True)
             return
@@ -160,12 +163,14 @@ class Session:
             self.recorder.finish_episode()
         seed = self.seed + (self.recorder.episodes if self.recorder else 0)
         self.real_frames.clear()
+        self.real_actions.clear()
         self.real_frames.append(self.real.reset(seed=seed))
         if self.recorder is not None:
             self.recorder.start(self.real_frames[-1], seed)
         if self.mode in ("dream", "compare"):  # warm-up NOOPs give the model a full 4-frame history
             while len(self.real_frames) < HISTORY:
                 self.real_frames.append(self.real.step(NOOP).frame)
+                self.real_actions.append(NOOP)
             self.reanchor(quiet=True)
         self.real_frame = self.real_frames[-1]
         self.frame = self.real_frame if self.mode in ("real", "record") else self.frame
@@ -183,7 +188,7 @@ class Session:
             if self.branch_at >= 0:
                 self.branch(self.branch_at + self.branch_t)
             return
-        self.frame = self.dream.reset(np.stack(list(self.real_frames)))
+        self.frame = self.dream.reset(np.stack(list(self.real_frames)), actions=list(self.real_actions))
         self.changed = 0
         if not quiet:
             self.say("re-anchored on the real game")
@@ -249,11 +254,12 @@ class Session:
         e = self._episode()
         at = int(np.clip(self.cursor if at is None else at, 0, len(e.images) - 1))
         lo = max(0, at - HISTORY + 1)
+        acts = np.asarray(e.actions[lo:at])  # taken at frames lo..at-1
         if e.frames is not None:
-            self.frame = self.dream.reset(np.asarray(e.frames[lo : at + 1]))
+            self.frame = self.dream.reset(np.asarray(e.frames[lo : at + 1]), actions=acts)
         else:
             assert e.tokens is not None
-            self.frame = self.dream.reset(tokens=np.asarray(e.tokens[lo : at + 1]))
+            self.frame = self.dream.reset(tokens=np.asarray(e.tokens[lo : at + 1]), actions=acts)
         self.branch_at, self.branch_t, self.playing, self.cursor = at, 0, False, at
         self.say(f"branched at frame {at}: you play, the recording continues on the right")
 
@@ -295,6 +301,7 @@ class Session:
             return
         r = self.real.step(action)
         self.real_frames.append(r.frame)
+        self.real_actions.append(action)
         self.real_frame = r.frame
         self.episode_return += r.reward
         if self.mode in ("real", "record"):
@@ -314,9 +321,11 @@ class Session:
         if r.done:
             if self.mode == "dream":  # the shadow game ended: start it again; the dream plays on
                 self.real_frames.clear()
+                self.real_actions.clear()
                 self.real_frames.append(self.real.reset())
                 while len(self.real_frames) < HISTORY:
                     self.real_frames.append(self.real.step(NOOP).frame)
+                    self.real_actions.append(NOOP)
             else:
                 self.say(f"game over (score {self.episode_return:.0f}), new game")
                 self.restart()

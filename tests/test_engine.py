@@ -119,7 +119,7 @@ def test_engine_logits_equal_model_forward(preset: str) -> None:
 
 def test_short_start_is_padded_like_the_model() -> None:
     """A dream started from one frame still steps (full attention repeats the first frame to fill 4)."""
-    for preset in ("tiny", "tiny-full"):
+    for preset in ("tiny", "tiny-fused", "tiny-full"):
         eng = fp32_engine(preset)
         frame = eng.reset(tokens=random_tokens((1, 336), seed=5))
         assert frame.shape == (84, 64, 3)
@@ -143,7 +143,7 @@ def test_reset_and_step_shapes() -> None:
         eng.reset()
 
 
-@pytest.mark.parametrize("preset", ["tiny", "tiny-full"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-fused", "tiny-full"])
 def test_temperature_zero_is_deterministic(preset: str) -> None:
     hist = random_tokens((4, 336), seed=6)
     runs = []
@@ -230,14 +230,15 @@ def test_bf16_engine_agrees_with_fp32(tiny_run: Path, breakout_file: Path) -> No
     assert min(agree) > 0.9, agree
 
 
-def test_compiled_engine_matches_eager_and_never_recompiles_in_play() -> None:
+@pytest.mark.parametrize("preset", ["tiny", "tiny-fused"])
+def test_compiled_engine_matches_eager_and_never_recompiles_in_play(preset: str) -> None:
     """`--compile`: after reset (which warms up), stepping through a filling-then-sliding window runs
     without a single recompile (a recompile is 10-25 s of dropped frames on a CPU), and the compiled
-    step gives the eager step's logits."""
+    step gives the eager step's logits (fused: the query also stores its keys/values in the cache)."""
     import torch._dynamo as dynamo
 
     dynamo.reset()
-    eager, compiled = fp32_engine("tiny"), fp32_engine("tiny", compile=True)
+    eager, compiled = fp32_engine(preset), fp32_engine(preset, compile=True)
     start = random_tokens((4, 336), seed=11)
     eager.reset(tokens=start)
     compiled.reset(tokens=start)

@@ -87,6 +87,27 @@ def test_bricks_per_row_counts_the_broken_bricks(game) -> None:
     assert (broken == hits[np.array(clear) - 1]).mean() >= 0.95
 
 
+def test_detector_ignores_faint_haze_and_counts_balls(game) -> None:
+    """A decoder's faint reddish haze on black is invisible to a player: it must not move or make objects."""
+    frames = game["frames"][::7]
+    hazy = frames.copy()
+    far = np.ones(frames.shape[:3], bool)  # black pixels 2+ px away from anything drawn
+    lit = frames.max(-1) > 0
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            far &= ~np.roll(lit, (dy, dx), axis=(1, 2))
+    hazy[far] = (24, 0, 0)  # red excess 24: over the red test, far under any visible ball
+    for f, h in zip(frames, hazy):
+        a, b = detect(f), detect(h)
+        assert (a.paddle_x, a.ball_x, a.ball_y) == (b.paddle_x, b.ball_x, b.ball_y)
+    with_ball = [f for f in frames if detect(f).ball_visible]
+    two = with_ball[0].copy()
+    ball = detect(two)
+    x = int(ball.ball_x) + (20 if ball.ball_x < 30 else -20)
+    two[50:52, x] = (200, 72, 72)
+    assert detect(two).n_balls == 2 and detect(with_ball[0]).n_balls == 1
+
+
 def test_each_object_figure_fails_when_its_object_is_wrong(game) -> None:
     frames = game["frames"]
     same = object_agreement(frames, frames)
@@ -169,3 +190,21 @@ def test_dead_codes_are_reseeded_from_the_worst_positions() -> None:
     for code in q.embedding[:3]:
         d = (flat - code).norm(dim=1)
         assert int(d.argmin()) >= 980 and d.min() < 0.1  # from the worst 2%
+
+
+def test_train_vqvae_scores_objects_and_keeps_the_best(tmp_path, breakout_file) -> None:
+    """The default training path: object-weighted loss, worst-position re-seeding, figures logged and the best
+    checkpoint picked by `vq_score`."""
+    import json
+
+    from neuroplay.checkpoint import read_info
+    from training.vqvae import VQTrainConfig, train_vqvae
+
+    run = tmp_path / "run"
+    best = train_vqvae(VQTrainConfig(data=[str(breakout_file)], preset="tiny", run_dir=str(run), steps=40,
+                                     batch_size=8, val_frames=48, eval_every=20, device="cpu", progress_bar=False))
+    evals = [r for r in map(json.loads, (run / "vqvae_log.jsonl").read_text().splitlines()) if "val_psnr" in r]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert all("val_ball_recall" in r and "val_vq_score" in r and "val_digits_agree" in r for r in evals)
+    kept = read_info(best)["metrics"]
+    assert kept["vq_score"] == max(r["val_vq_score"] for r in evals)

@@ -2,7 +2,8 @@
 
 The token file has the episode layout of the frame file with `tokens` (M, 21, 16) uint8 in place of
 `frames`, and records the sha256 of the VQ-VAE weights it came from; world-model checkpoints carry that
-hash on, and loading a pair checks it.
+hash on, and loading a pair checks it. It also carries `events` (`frame_events`, read from the pixels
+here, the only place that has them), so world-model training can draw windows by event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from neuroplay.checkpoint import load_checkpoint
 from neuroplay.data.episodes import Episodes, file_hash
 from neuroplay.device import resolve_device
+from neuroplay.envs.breakout import EVENT_BITS, frame_events
 
 TOKENS_FILE = "atari_tokens_hires.npz"
 
@@ -58,11 +60,13 @@ def tokenize(cfg: TokenizeConfig) -> Path:
     for p in cfg.data:
         eps = Episodes.load(p, mmap=True)
         tokens = encode_frames(vq, eps.frames, device, cfg.batch_size)
+        events = frame_events(eps.frames, eps.rewards, eps.episode_lengths)
         meta = {**eps.meta, "vq_checkpoint_hash": info["weights_sha256"], "source_data_hash": file_hash(p)}
-        parts.append(replace(eps, frames=None, tokens=tokens, meta=meta))
+        parts.append(replace(eps, frames=None, tokens=tokens, meta=meta, events=events))
     out = Path(cfg.out) if cfg.out else run / TOKENS_FILE
     merged = Episodes.concat(parts)
     merged.meta["source_files"] = [str(p) for p in cfg.data]
+    merged.meta["event_bits"] = EVENT_BITS
     merged.save(out)
     print(f"tokenize: {merged.n_episodes} episodes, {len(merged.tokens)} frames -> {out}")
     return out

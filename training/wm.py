@@ -4,10 +4,12 @@ Each step is, by a seeded coin with P(rollout) = rollout_ratio:
 - a standard batch: weighted CE of one step. For `spec` (full attention) that is B samples of
   (4-frame history, action, next frame). For block-causal presets (`lite`, `tiny`) it is B clips of
   `seq_frames` consecutive frames trained in one pass under the play-time mask, a target for every frame
-  (the issue's "train it the way it runs"; ~10x cheaper per target on a CPU);
+  (the issue's "train it the way it runs"; ~10x cheaper per target on a CPU). Fused presets (`lite2`) run
+  frames 0..n-2 only, each under the action taken at it: one pass of 336 tokens per target;
 - a K-step open-loop rollout: from a 4-frame history, K recorded actions; loss sum_k discount^k *
   weighted_CE(logits_k, target_k) / sum_k discount^k; the next history frame is the ground truth with
-  probability `teacher_forcing` (per sample), else the argmax prediction; the history is rolled.
+  probability `teacher_forcing` (per sample), else the argmax prediction; the history is rolled (for fused
+  presets the history's actions too: each history frame is conditioned on the action taken at it).
 Per-token hybrid importance weights (`training/importance.py`) weight every CE.
 """
 
@@ -87,6 +89,8 @@ class WMTrainConfig:
     """Frames per clip in block-causal sequence batches."""
     expert_weight: float = 5.0
     """Sampling weight of human episodes."""
+    event_weight: float = 4.0
+    """Train windows with an event (launch, bounce, hit, lost ball) in their targets are drawn 1+this as often."""
     val_fraction: float = 0.1
     """Share of episodes held out (episode-based, seeded)."""
     val_samples: int = 500
@@ -121,11 +125,16 @@ class WMTrainConfig:
 def rollout_loss(
     model: torch.nn.Module, hist: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
     dist: torch.Tensor, imp: ImportanceConfig, cfg: WMTrainConfig, g: torch.Generator,
+    hist_actions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K-step open-loop unroll; returns (loss, accuracy of step 1)."""
+    """K-step open-loop unroll; returns (loss, accuracy of step 1).
+
+    `hist_actions` (B, 3): the actions taken at the history frames but the last, which fused models (lite2)
+    condition them on; rolled with the history (other models ignore them).
+    """
     total, norm, acc1 = 0.0, 0.0, torch.zeros(())
     for k in range(actions.shape[1]):
-        logits = model(hist, actions[:, k]).logits  # (B, 336, V)
+        logits = model(hist, actions[:, k], history_actions=hist_actions).logits  # (B, 336, V)
         target = targets[:, k]
         w = importance_weights(hist, target, dist, imp)
         disc = cfg.step_discount ** (k + 1)
@@ -137,6 +146,8 @@ def rollout_loss(
         tf = torch.rand(hist.shape[0], generator=g) < cfg.teacher_forcing
         nxt = torch.where(tf.to(hist.device)[:, None], target, pred)
         hist = torch.cat([hist[:, 1:], nxt[:, None]], 1)  # roll: (B, 4, 336)
+        if hist_actions is not None:
+            hist_actions = torch.cat([hist_actions[:, 1:], actions[:, k : k + 1]], 1)  # roll: (B, 3)
     return total / norm, acc1
 
 
@@ -159,8 +170,9 @@ def sequence_loss(
 def canary(model: TemporalWorldModel, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
     """1-step val figures beside copy-last: loss, token acc, acc on tokens that change."""
     model.eval()
-    hist, action, target = (batch[k].to(device) for k in ("history", "action", "target"))
-    logits = torch.cat([model(hist[i : i + 32], action[i : i + 32]).logits for i in range(0, len(hist), 32)])
+    hist, action, target, h_act = (batch[k].to(device) for k in ("history", "action", "target", "history_actions"))
+    logits = torch.cat([model(hist[i : i + 32], action[i : i + 32], history_actions=h_act[i : i + 32]).logits
+                        for i in range(0, len(hist), 32)])
     pred, last = logits.argmax(-1), hist[:, -1]
     changed = target != last
     loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
@@ -180,7 +192,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
         device = torch.device("cuda", dist_info.local_rank)
     preset = get_preset(cfg.preset)
     run = Path(cfg.run_dir)
-    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight)
+    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight, cfg.event_weight)
     vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
     vq = load_checkpoint(vq_dir, "vqvae")[0] if (vq_dir / "config.json").exists() else None
     if vq is not None:
@@ -229,7 +241,8 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                 if is_rollout:
                     b = data.rollout_batch(cfg.batch_size, cfg.rollout_steps, g)
                     loss, acc = rollout_loss(net, b["history"].to(device), b["actions"].to(device),
-                                             b["targets"].to(device), dist, imp, cfg, g)
+                                             b["targets"].to(device), dist, imp, cfg, g,
+                                             b["history_actions"].to(device))
                     n_targets = cfg.batch_size * cfg.rollout_steps
                 elif model.block_causal:
                     b = data.sequence_batch(cfg.batch_size, cfg.seq_frames, g)
@@ -238,7 +251,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                 else:
                     b = data.rollout_batch(cfg.batch_size, 1, g)
                     hist, target = b["history"].to(device), b["targets"][:, 0].to(device)
-                    logits = net(hist, b["actions"][:, 0].to(device)).logits
+                    logits = net(hist, b["actions"][:, 0].to(device)).logits  # spec: no history actions
                     loss = weighted_ce(logits, target, importance_weights(hist, target, dist, imp))
                     acc = (logits.argmax(-1) == target).float().mean()
                     n_targets = cfg.batch_size
@@ -253,7 +266,8 @@ def train_wm(cfg: WMTrainConfig) -> Path:
             if main and (step % cfg.log_every == 0 or step == cfg.steps):
                 tps = tokens_seen / (time.time() - t0)
                 log.scalars(step, {"loss": loss.item(), "train_acc": acc.item(), "grad_norm": float(gnorm),
-                                   "rollout": float(is_rollout), "tokens_per_s": tps, "lr": opt.param_groups[0]["lr"]})
+                                   "rollout": float(is_rollout), "tokens_per_s": tps, "lr": opt.param_groups[0]["lr"],
+                                   **data.drawn_stats()})
                 bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.4f}", tok_s=f"{tps:.0f}")
             if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or step == cfg.steps):
                 m = canary(model, val, device)

@@ -4,7 +4,10 @@ The per-item `torch.utils.data.Dataset` views live in `neuroplay.data.datasets`;
 batches with one fancy-index per batch instead (no worker processes, no per-item Python), from RNGs
 seeded per step so that a resumed run draws exactly the batches the uninterrupted run drew. Windows never
 cross an episode boundary; a history that reaches before an episode's first frame repeats that frame.
-Human episodes are drawn `expert_weight` times as often (SPEC.md).
+Human episodes are drawn `expert_weight` times as often (SPEC.md). Where the token file has `events`
+(launch, bounce, brick hit, lost ball: a few tokens in a few percent of frames), a training window whose
+target frames hold one is drawn (1 + `event_weight`) times as often; val windows stay uniform, so the
+canary stays comparable across runs.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ class _Starts:
     first: np.ndarray
     trans: np.ndarray
     weights: torch.Tensor
+    event: np.ndarray | None = None
+    """Per start: an event in the window's target frames (train split of a file with events only)."""
 
 
 class TokenSampler:
     """Token episodes split into train/val, with batch makers for each kind of world-model batch."""
 
-    def __init__(self, eps: Episodes, val_fraction: float, seed: int, expert_weight: float) -> None:
+    def __init__(self, eps: Episodes, val_fraction: float, seed: int, expert_weight: float,
+                 event_weight: float = 0.0) -> None:
         if eps.tokens is None:
             raise DatasetError("world-model training needs token files (run `neuroplay train tokenize`)")
         self.eps = eps
@@ -39,16 +45,21 @@ class TokenSampler:
         self.train_e, self.val_e = split_episodes(eps.n_episodes, val_fraction, seed)
         if len(self.val_e) == 0:
             self.val_e = self.train_e
-        self.expert_weight = expert_weight
+        self.expert_weight, self.event_weight = expert_weight, event_weight
+        self.events = None if eps.events is None else np.asarray(eps.events) > 0  # (M,) bool
+        self._drawn = [0, 0]  # train windows drawn, of which with an event (since `drawn_stats`)
+        if event_weight > 0 and self.events is None:
+            print("wm data: the token files carry no events (re-run `train tokenize`): windows are drawn uniformly")
         self.vq_sha256 = str(eps.meta.get("vq_checkpoint_hash", ""))
         self._cache: dict[tuple[str, int], _Starts] = {}
 
     @classmethod
-    def from_files(cls, paths: list[str], val_fraction: float, seed: int, expert_weight: float) -> TokenSampler:
+    def from_files(cls, paths: list[str], val_fraction: float, seed: int, expert_weight: float,
+                   event_weight: float = 0.0) -> TokenSampler:
         if not paths:
             raise DatasetError("--data: no token file given")
         eps = Episodes.concat([Episodes.load(p) for p in paths])
-        return cls(eps, val_fraction, seed, expert_weight)
+        return cls(eps, val_fraction, seed, expert_weight, event_weight)
 
     @property
     def n_train_transitions(self) -> int:
@@ -73,27 +84,54 @@ class TokenSampler:
                 w.append(np.full(len(t), wt))
             if not rows:
                 raise DatasetError(f"no {split} episode is long enough for windows of {span} steps")
-            self._cache[key] = _Starts(np.concatenate(rows), np.concatenate(first), np.concatenate(trans),
-                                       torch.from_numpy(np.concatenate(w)))
+            st = _Starts(np.concatenate(rows), np.concatenate(first), np.concatenate(trans),
+                         torch.from_numpy(np.concatenate(w)))
+            if split == "train" and self.events is not None:
+                c = np.concatenate([[0], np.cumsum(self.events)])  # events in targets t+1..t+span
+                st.event = c[st.rows + span + 1] > c[st.rows + 1]
+                st.weights = st.weights * torch.from_numpy(1.0 + self.event_weight * st.event)
+            self._cache[key] = st
         return self._cache[key]
 
     def _pick(self, starts: _Starts, b: int, g: torch.Generator) -> np.ndarray:
-        return torch.multinomial(starts.weights, b, replacement=True, generator=g).numpy()
+        i = torch.multinomial(starts.weights, b, replacement=True, generator=g).numpy()
+        if starts.event is not None:
+            self._drawn[0] += b
+            self._drawn[1] += int(starts.event[i].sum())
+        return i
+
+    def drawn_stats(self) -> dict[str, float]:
+        """{"event_share": share of train windows drawn since the last call with an event in the targets},
+        or {} for files without events: what event weighting did to the batches, for the scalar log."""
+        n, k = self._drawn
+        self._drawn = [0, 0]
+        return {"event_share": k / n} if n else {}
 
     def _history(self, rows: np.ndarray, first: np.ndarray, w: int = 4) -> torch.Tensor:
         """Frames t-w+1..t, clamped at the episode's first frame: (B, w, 336) long."""
         idx = history_rows(rows, first, w)  # (B, w)
         return torch.from_numpy(self.tokens[idx].astype(np.int64))
 
+    def _history_actions(self, rows: np.ndarray, first: np.ndarray, trans: np.ndarray, w: int = 4) -> torch.Tensor:
+        """Actions taken at history frames t-w+1..t-1 (B, w-1) long, for fused models (lite2).
+
+        `trans` is the transition row of frame t. A padding copy of the episode's first frame is followed by
+        the same frame, not by a step of the game: its action is NOOP.
+        """
+        idx = history_rows(rows, first, w)  # (B, w)
+        real = idx[:, :-1] < idx[:, 1:]  # (B, w-1): the frame is followed by the next one
+        acts = self.eps.actions[np.where(real, trans[:, None] - (rows[:, None] - idx[:, :-1]), trans[:, None])]
+        return torch.from_numpy(np.where(real, acts, 0).astype(np.int64))
+
     def rollout_batch(self, b: int, k: int, g: torch.Generator, split: str = "train") -> dict[str, torch.Tensor]:
-        """history (B, 4, 336), actions (B, K), targets (B, K, 336): a K-step window."""
+        """history (B, 4, 336), actions (B, K), targets (B, K, 336), history_actions (B, 3): a K-step window."""
         s = self._starts(split, k)
         i = self._pick(s, b, g)
         rows, first, trans = s.rows[i], s.first[i], s.trans[i]
         acts = self.eps.actions[trans[:, None] + np.arange(k)].astype(np.int64)
         tgt = self.tokens[rows[:, None] + 1 + np.arange(k)].astype(np.int64)
         return {"history": self._history(rows, first), "actions": torch.from_numpy(acts),
-                "targets": torch.from_numpy(tgt)}
+                "targets": torch.from_numpy(tgt), "history_actions": self._history_actions(rows, first, trans)}
 
     def sequence_batch(self, b: int, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         """frames (B, n, 336) and actions (B, n-1) of clips inside one episode."""
@@ -113,5 +151,6 @@ class TokenSampler:
         i = np.sort(np.random.default_rng(seed).choice(ok, min(n, len(ok)), replace=False))
         rows, first, trans = s.rows[i], s.first[i], s.trans[i]
         return {"history": self._history(rows, first),
+                "history_actions": self._history_actions(rows, first, trans),
                 "action": torch.from_numpy(self.eps.actions[trans].astype(np.int64)),
                 "target": torch.from_numpy(self.tokens[rows + 1].astype(np.int64))}

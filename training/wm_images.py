@@ -17,10 +17,12 @@ def rollout_grid(
     model.eval()
     hist = batch["history"][:1].to(device)  # (1, 4, 336)
     actions = batch["actions"][:1].to(device)  # (1, K)
+    h_act = batch["history_actions"][:1].to(device)  # (1, 3): fused models condition history frames on them
     dream = []
     for k in range(actions.shape[1]):
-        nxt = model.predict_next(hist, actions[:, k])
+        nxt = model.predict_next(hist, actions[:, k], history_actions=h_act)
         dream.append(nxt)
         hist = torch.cat([hist[:, 1:], nxt[:, None]], 1)  # roll: (1, 4, 336)
+        h_act = torch.cat([h_act[:, 1:], actions[:, k : k + 1]], 1)  # roll: (1, 3)
     real = batch["targets"][0].to(device)  # (K, 336)
     return image_grid([to_uint8_image(vq.decode(real).cpu()), to_uint8_image(vq.decode(torch.cat(dream)).cpu())])

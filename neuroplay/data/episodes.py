@@ -8,6 +8,8 @@ Layout (README "Dataset format"):
 - `episode_lengths` (E,) int64: N_e transitions of episode e, whose N_e+1 frames start at sum_{j<e}(N_j+1)
 - `sources` (E,) unicode: random | sticky-random | tracker | human | ...
 - `meta` 0-d unicode: a JSON object (game, preprocessing, seed, version, ...)
+- `events` (sum(N_e+1),) uint8, optional: per frame, the bits of `neuroplay.envs.breakout.frame_events`
+  (launch, lost ball, brick hit, bounce); token files carry it so training can draw windows by event
 
 Files are written uncompressed so that `load(mmap=True)` can map the frames instead of reading them
 (the spec's ~1M frames are 15 GB as pixels), and atomically: a temp file in the same folder, fsync,
@@ -59,6 +61,8 @@ class Episodes:
     """Per episode: which policy or person produced it."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Free-form JSON metadata (game, preprocessing, seeds, version, hashes)."""
+    events: np.ndarray | None = None
+    """(M,) uint8 event bits per frame row (`frame_events`), or None: files written before events load as is."""
 
     # ---------------------------------------------------------------- shape
     @property
@@ -100,6 +104,7 @@ class Episodes:
             tokens=None if self.tokens is None else self.tokens[f0 : f0 + n + 1],
             actions=self.actions[a0 : a0 + n], rewards=self.rewards[a0 : a0 + n], dones=self.dones[a0 : a0 + n],
             episode_lengths=self.episode_lengths[e : e + 1].copy(), sources=[self.sources[e]], meta=dict(self.meta),
+            events=None if self.events is None else self.events[f0 : f0 + n + 1],
         )
 
     def select(self, episodes: list[int] | np.ndarray) -> Episodes:
@@ -108,7 +113,11 @@ class Episodes:
 
     @staticmethod
     def concat(parts: list[Episodes], meta: dict[str, Any] | None = None) -> Episodes:
-        """Episodes of several files back to back; one part is returned as is (its memory map kept)."""
+        """Episodes of several files back to back; one part is returned as is (its memory map kept).
+
+        `events` survive only if every part has them: a part without is unlabelled, not event-free, and a
+        zero fill would have event-weighted sampling treat its windows as eventless (TokenSampler says so).
+        """
         if not parts:
             raise DatasetError("no episodes to concatenate")
         if len(parts) == 1 and meta is None:
@@ -129,6 +138,7 @@ class Episodes:
             frames=cat("frames") if has_frames else None, tokens=None if has_frames else cat("tokens"),
             actions=cat("actions"), rewards=cat("rewards"), dones=cat("dones"),
             episode_lengths=cat("episode_lengths"), sources=[s for p in parts for s in p.sources], meta=meta,
+            events=cat("events") if all(p.events is not None for p in parts) else None,
         )
 
     def replace(self, **changes: Any) -> Episodes:
@@ -174,6 +184,10 @@ class Episodes:
                 raise bad(f"token id {int(arr.max())} is outside the codebook of {k}")
         if not np.isfinite(self.rewards).all():
             raise bad("'rewards' holds NaN or inf")
+        ev = self.events
+        if ev is not None and (ev.dtype != np.uint8 or ev.ndim != 1 or len(ev) != len(arr)):
+            raise bad(f"'events' must be 1-D uint8 with one entry per {what} row ({len(arr)}), "
+                      f"got {ev.dtype} {ev.shape}")
 
     # ---------------------------------------------------------------- io
     def save(self, path: str | Path) -> Path:
@@ -187,6 +201,8 @@ class Episodes:
             "episode_lengths": self.episode_lengths,
             "sources": np.asarray(self.sources, dtype="<U16"), "meta": np.asarray(json.dumps(meta)),
         }
+        if self.events is not None:
+            arrays["events"] = np.asarray(self.events)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +234,7 @@ class Episodes:
                 missing = [k for k in KEYS if k not in names]
                 if missing:
                     raise DatasetError(f"{path}: missing array '{missing[0]}'")
-                small = {k: _read_member(zf, k) for k in KEYS}
+                small = {k: _read_member(zf, k) for k in KEYS + (("events",) if "events" in names else ())}
                 images = _map_member(path, zf, big) if mmap else None
                 if images is None:
                     images = _read_member(zf, big)
@@ -237,7 +253,7 @@ class Episodes:
             frames=images if big == "frames" else None, tokens=images if big == "tokens" else None,
             actions=small["actions"], rewards=small["rewards"], dones=small["dones"],
             episode_lengths=small["episode_lengths"], sources=[str(s) for s in small["sources"].reshape(-1)],
-            meta=meta,
+            meta=meta, events=small.get("events"),
         )
         eps.validate(str(path))
         return eps

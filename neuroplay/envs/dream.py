@@ -56,14 +56,16 @@ class DreamEnv:
         return cls(engine, seed=seed, **kw)
 
     def reset(self, frames: np.ndarray | None = None, tokens: np.ndarray | None = None,
-              seed: int | None = None) -> np.ndarray:
+              seed: int | None = None, actions: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Start dreaming from real frames (T, 84, 64, 3) or tokens (T, 336 | 21, 16); default: a fresh
-        emulator's first frames. Returns the last history frame as the VQ-VAE sees it (decoded)."""
+        emulator's first frames. `actions` (up to T-1): those taken at the history frames but the last, for
+        fused models (default NOOP, as in the fresh emulator's warm-up). Returns the last history frame as
+        the VQ-VAE sees it (decoded)."""
         if seed is not None:
             self.seed = seed
         if tokens is not None:
             toks = np.asarray(tokens).reshape(len(tokens), -1)
-            self.frame = self.engine.reset(tokens=toks)
+            self.frame = self.engine.reset(tokens=toks, actions=actions)
             self.tokens = toks[-1].astype(np.uint8)
         else:
             if frames is None:
@@ -71,7 +73,7 @@ class DreamEnv:
             frames = np.array(frames, dtype=np.uint8)  # a copy: torch refuses read-only (memory-mapped) arrays
             if frames.ndim == 3:
                 frames = frames[None]
-            self.frame = self.engine.reset(frames)
+            self.frame = self.engine.reset(frames, actions=actions)
             assert self.engine.last_tokens is not None
             self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
         self.t = 0

@@ -117,7 +117,8 @@ def analyze_actions(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_d
     n = len(samples)
     rows = (data.rows(samples)[:, None] + np.arange(-3, 1)).reshape(-1)
     hist = src.fetch(rows, pixels=False)[0].view(n, 4, -1)
-    dream = Dreamer(wm, hist)
+    hist_acts = np.stack([data.actions_at(samples, k) for k in (-3, -2, -1)], 1)  # (n, 3)
+    dream = Dreamer(wm, hist, history_actions=torch.from_numpy(hist_acts).long().to(hist.device))
     logp = [F.log_softmax(dream.logits(torch.full((n,), a, device=hist.device)), -1) for a in range(4)]
     preds = [lp.argmax(-1) for lp in logp]  # 4 x (n, 336)
     last = hist[:, -1]

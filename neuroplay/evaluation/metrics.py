@@ -148,35 +148,72 @@ class Dreamer:
 
     Uses the KV cache of block-causal models (one frame pass per step); any other model gets its 4-frame
     forward on a rolled history. `logits` may be asked for several actions before a push.
+
+    Fused models (lite2) condition every frame on the action taken at it: `history_actions` (B, T-1) for the
+    history frames but the last (default NOOP: right for a game's first frames, an approximation elsewhere;
+    pass the recorded actions where known), and `push(tokens, action)` the action the pushed frame was dreamed
+    under (default: the action of the first `logits` call since the last push, the step's own; later calls are
+    what-ifs such as the LEFT/RIGHT sensitivity probe).
     """
 
-    def __init__(self, wm: Any, history: torch.Tensor, use_cache: bool | None = None) -> None:
+    def __init__(self, wm: Any, history: torch.Tensor, use_cache: bool | None = None,
+                 history_actions: torch.Tensor | None = None) -> None:
         self.wm = wm
         self.cached = bool(getattr(wm, "block_causal", False)) if use_cache is None else use_cache
+        self.fused = bool(getattr(wm, "fused", False))
         self.hist = history
+        b, t = history.shape[:2]
+        self.hist_actions = (torch.zeros(b, t - 1, dtype=torch.long, device=history.device)  # (B, T-1) NOOP
+                             if history_actions is None else history_actions.long())
+        self._step_action: torch.Tensor | None = None
         if self.cached:
             self.cache = wm.new_cache()
-            for i in range(history.shape[1]):
-                wm.push_frame(self.cache, history[:, i])
+            for i in range(t):
+                if self.fused and i < t - 1:
+                    wm.observe(self.cache, history[:, i], self.hist_actions[:, i])
+                else:
+                    wm.push_frame(self.cache, history[:, i])
 
     def logits(self, action: torch.Tensor) -> torch.Tensor:
         """(B, 336, V) float logits of the next frame under `action` (B,)."""
-        out = self.wm.query(self.cache, action) if self.cached else self.wm(self.hist, action)
+        if self._step_action is None:
+            self._step_action = action
+        if self.cached:
+            out = self.wm.query(self.cache, action)
+        elif self.fused:
+            out = self.wm(self.hist, action, history_actions=self.hist_actions)
+        else:
+            out = self.wm(self.hist, action)
         return out.logits.float()
 
-    def push(self, tokens: torch.Tensor) -> None:
+    def push(self, tokens: torch.Tensor, action: torch.Tensor | None = None) -> None:
+        """Advance by the frame `tokens` (B, 336), dreamed under `action` (B,) (fused models; see the class)."""
+        a = self._step_action if action is None else action
+        self._step_action = None
+        if self.fused and a is None:
+            raise ValueError("Dreamer.push: a fused model needs the action the pushed frame was dreamed under")
         if self.cached:
-            self.wm.push_frame(self.cache, tokens)
+            if self.fused:
+                self.wm.push_frame(self.cache, tokens, a)
+            else:
+                self.wm.push_frame(self.cache, tokens)
         else:
             self.hist = torch.cat([self.hist[:, 1:], tokens[:, None]], 1)
+            if self.fused:
+                assert a is not None
+                self.hist_actions = torch.cat([self.hist_actions[:, 1:], a[:, None].long()], 1)  # (B, T-1)
 
 
-def rollout(wm: Any, history: torch.Tensor, actions: torch.Tensor, use_cache: bool | None = None) -> torch.Tensor:
-    """Open-loop argmax dream: history (B, 4, 336), actions (B, H) -> predicted tokens (B, H, 336)."""
-    d, preds = Dreamer(wm, history, use_cache), []
+def rollout(wm: Any, history: torch.Tensor, actions: torch.Tensor, use_cache: bool | None = None,
+            history_actions: torch.Tensor | None = None) -> torch.Tensor:
+    """Open-loop argmax dream: history (B, 4, 336), actions (B, H) -> predicted tokens (B, H, 336).
+
+    `history_actions` (B, 3): the actions taken at the history frames but the last (fused models; see Dreamer).
+    """
+    d, preds = Dreamer(wm, history, use_cache, history_actions), []
     for k in range(actions.shape[1]):
         if k:
-            d.push(preds[-1])
+            d.push(preds[-1], actions[:, k - 1])
         preds.append(d.logits(actions[:, k]).argmax(-1))
     return torch.stack(preds, 1)
 
@@ -266,16 +303,18 @@ def evaluate(
         acts = torch.from_numpy(data.actions[(data.transition_offsets[s[:, 0]] + s[:, 1])[:, None] + steps]).long()
         acts = acts.to(device)
         valid = torch.from_numpy(np.arange(h_max)[None] < hs[:, None]).to(device)  # (B, H)
-        d = Dreamer(wm, hist, use_cache)
+        hist_acts = torch.from_numpy(np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)).long()
+        hist_acts = hist_acts.to(device)  # (B, 3): actions taken at frames t-3..t-1 (fused models use them)
+        d = Dreamer(wm, hist, use_cache, hist_acts)
         lg = d.logits(acts[:, 0])
         acc.add("ce", F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt[:, 0].reshape(-1), reduction="sum"))
         preds = [lg.argmax(-1)]
         if deep:
             _sensitivity(d, src, acc, pix)
             if pix:
-                _mirror(wm, src, hist, acts[:, 0], preds[0], acc, use_cache)
+                _mirror(wm, src, hist, hist_acts, acts[:, 0], preds[0], acc, use_cache)
         for k in range(1, h_max):
-            d.push(preds[-1])
+            d.push(preds[-1], acts[:, k - 1])
             preds.append(d.logits(acts[:, k]).argmax(-1))
         pred = torch.stack(preds, 1)  # (B, H, 336)
         for h in range(h_max):
@@ -326,10 +365,10 @@ def _sensitivity(d: Dreamer, src: FrameSource, acc: _Acc, pix: bool) -> None:
         acc.add("pdx_n", ok.sum())
 
 
-def _mirror(wm: Any, src: FrameSource, hist: torch.Tensor, action: torch.Tensor, pred: torch.Tensor, acc: _Acc,
-            use_cache: bool | None) -> None:
-    swap = torch.tensor(MIRROR_ACTION, device=action.device)[action]
-    pred_m = Dreamer(wm, src.mirror(hist), use_cache).logits(swap).argmax(-1)
+def _mirror(wm: Any, src: FrameSource, hist: torch.Tensor, hist_acts: torch.Tensor, action: torch.Tensor,
+            pred: torch.Tensor, acc: _Acc, use_cache: bool | None) -> None:
+    swap = torch.tensor(MIRROR_ACTION, device=action.device)
+    pred_m = Dreamer(wm, src.mirror(hist), use_cache, swap[hist_acts]).logits(swap[action]).argmax(-1)
     acc.add("mir_ok", (pred_m == src.mirror(pred)).sum())
     acc.add("mir_n", pred.numel())
 

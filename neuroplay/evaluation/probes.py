@@ -108,7 +108,9 @@ def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndar
         rows = data.rows(s)[:, None] + np.arange(-3, 1)
         hist = src.fetch(rows.reshape(-1), pixels=False)[0].view(len(s), 4, -1)
         a = torch.from_numpy(actions[i : i + bs]).long().to(hist.device)
-        pred = rollout(wm, hist, a, use_cache)  # (b, H, 336)
+        # The recorded actions at history frames t-3..t-1 (fused models condition those frames on them).
+        ha = np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)  # (b, 3)
+        pred = rollout(wm, hist, a, use_cache, torch.from_numpy(ha).long().to(hist.device))  # (b, H, 336)
         out.append(to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3))
         lasts.append(to_uint8(src.decode01(hist[:, -1])))
     frames, last = np.concatenate(out), np.concatenate(lasts)

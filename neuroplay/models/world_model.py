@@ -23,6 +23,16 @@ window slides. (A learned per-distance bias was tried first: its gradient throug
 forces PyTorch's slow math kernel, 5x slower training on CPU.) The
 temporal embedding shrinks to two rows (frame / query). Because frames never see queries, a sequence of n
 frames is trained in one pass with a target for every frame (`forward_sequence`).
+
+`fused_query=True` (lite2, `neuroplay/models/fused.py`): no query block and no action token. Frame t's own
+tokens, under the same block-causal window and RoPE, are the queries for frame t+1: the last block's
+output at position p of frame t gives the logits of token p of frame t+1. The action taken at frame t
+enters the frame stream at the input of block `action_layer` (spatial bias + FiLM, as lite applies them
+to its query block), so the layers below it stay action-independent (run before the key is read) and one
+336-token pass per frame replaces lite's 336 + 337. Because the upper layers' cached keys/values now
+depend on the action, the newest frame stays *pending* in the cache until its action is committed
+(`push_frame(action=)`, `observe`); every history frame needs the action taken at it (`forward` takes
+`history_actions`). Same parameter shapes as lite (`query_emb`, the query temporal row: unused).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from einops import rearrange
 from torch import nn
 
 from neuroplay.config import WMConfig
+from neuroplay.models import fused
 from neuroplay.models.blocks import Block
 
 
@@ -51,17 +62,20 @@ class KVCache:
     """Per-layer keys/values of the frames in the window (lite only), oldest first."""
 
     keys: list[list[torch.Tensor]] = field(default_factory=list)
-    """keys[layer][slot]: (B, heads, 336, e)."""
+    """keys[layer][slot]: (B, heads, 336, e); fused models keep here only committed frames (<= 3)."""
     values: list[list[torch.Tensor]] = field(default_factory=list)
     """values[layer][slot]: (B, heads, 336, e)."""
     last_tokens: torch.Tensor | None = None
     """The newest frame's tokens (B, 336), the query block's copy prior."""
     t: int = 0
     """Frames pushed so far: the next frame's time for the rotary embedding."""
+    pending: fused.PendingFrame | None = None
+    """Fused models: the newest frame, whose action (hence upper-layer keys/values) is not committed yet."""
 
     @property
     def n_frames(self) -> int:
-        return len(self.keys[0]) if self.keys else 0
+        """Frames in the window, a pending one included."""
+        return (len(self.keys[0]) if self.keys else 0) + (self.pending is not None)
 
 
 class TemporalWorldModel(nn.Module):
@@ -72,6 +86,7 @@ class TemporalWorldModel(nn.Module):
         self.cfg = cfg
         d, n = cfg.d_model, cfg.n_tokens
         self.block_causal = cfg.attention == "block_causal"
+        self.fused = cfg.fused_query
         self.tok_emb = nn.Embedding(cfg.n_vocab, d)
         self.action_emb = nn.Embedding(cfg.n_actions, d)
         self.action_scale = nn.Parameter(torch.ones(()))
@@ -131,14 +146,25 @@ class TemporalWorldModel(nn.Module):
         return self.head(self.head_norm(x))
 
     # ----------------------------------------------------------------- API
-    def forward(self, history: torch.Tensor, action: torch.Tensor, sequence: bool = False) -> WorldModelOutput:
+    def forward(
+        self, history: torch.Tensor, action: torch.Tensor, sequence: bool = False,
+        history_actions: torch.Tensor | None = None,
+    ) -> WorldModelOutput:
         """history (B, 4, 336) long, action (B,) long -> logits (B, 336, V).
 
         With `sequence=True` (block-causal only) this is `forward_sequence(history, action)`: frames
         (B, n, 336) and actions (B, n-1); routed through `forward` so that DDP sees it.
+        Fused models condition every history frame on the action taken at it: `history_actions` (B, T-1)
+        for frames 0..T-2 (required: a silent NOOP would be a different input); others ignore it.
         """
         if sequence:
             return self.forward_sequence(history, action)
+        if self.fused:
+            if history_actions is None:
+                raise ValueError("fused_query model: forward(history, action) needs history_actions (B, T-1), "
+                                 "the actions taken at the history frames (or use forward_sequence)")
+            acts = torch.cat([history_actions, action[:, None]], 1)  # (B, T)
+            return WorldModelOutput(fused.forward_frames(self, history, acts, last_only=True)[:, 0])
         if self.block_causal:
             out = self.forward_sequence(history, action[:, None], last_only=True)
             return WorldModelOutput(out.logits[:, 0])
@@ -153,10 +179,11 @@ class TemporalWorldModel(nn.Module):
 
     @torch.no_grad()
     def predict_next(
-        self, history: torch.Tensor, action: torch.Tensor, temperature: float = 0.0
+        self, history: torch.Tensor, action: torch.Tensor, temperature: float = 0.0,
+        history_actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Next frame's tokens (B, 336): argmax, or a sample at `temperature` > 0."""
-        return sample_tokens(self(history, action).logits, temperature)
+        return sample_tokens(self(history, action, history_actions=history_actions).logits, temperature)
 
     # ----------------------------------------------------------------- lite: sequences
     def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -180,8 +207,16 @@ class TemporalWorldModel(nn.Module):
         `frames` (B, n, 336), `actions` (B, n-1); with `last_only`, `actions` is (B, 1) and only the
         step from the last frame is computed (the spec-style `forward`). Equal, up to float error, to
         pushing the frames one by one through the KV cache and querying (tested).
+
+        Fused models run frames 0..n-2 only (frame n-1 is only a target), each under the action taken at
+        it; their `last_only` step is `forward(history, action, history_actions=...)`.
         """
         assert self.block_causal, "forward_sequence needs attention='block_causal'"
+        if self.fused:
+            if last_only:
+                raise ValueError("fused_query model: the last step needs every frame's action; use "
+                                 "forward(history, action, history_actions=...)")
+            return WorldModelOutput(fused.forward_frames(self, frames[:, :-1], actions))
         b, n, L = frames.shape
         w, dev = self.cfg.max_history, frames.device
         ends = torch.arange(n - 1, n, device=dev) if last_only else torch.arange(n - 1, device=dev)
@@ -217,9 +252,17 @@ class TemporalWorldModel(nn.Module):
         """An empty window; push frames into it, then query."""
         return KVCache([[] for _ in self.blocks], [[] for _ in self.blocks])
 
-    def push_frame(self, cache: KVCache, tokens: torch.Tensor) -> None:
-        """Add a frame (B, 336) to the window: one pass of its 336 tokens; independent of the action."""
+    def push_frame(self, cache: KVCache, tokens: torch.Tensor, action: torch.Tensor | None = None) -> None:
+        """Add a frame (B, 336) to the window: one pass of its 336 tokens; independent of the action.
+
+        Fused models: first commit the pending frame under `action` (B,), the action taken at it (default:
+        the action of its last `query`), then run the new frame's layers below `action_layer`; the new
+        frame stays pending. Others ignore `action`.
+        """
         assert self.block_causal, "the KV cache needs attention='block_causal'"
+        if self.fused:
+            fused.push(self, cache, tokens, action)
+            return
         w = self.cfg.max_history
         pos = torch.tensor([cache.t], device=tokens.device)
         x = self.embed_frames(tokens[:, None]) + self.temporal_emb.weight[0]  # (B, 1, 336, d)
@@ -235,8 +278,22 @@ class TemporalWorldModel(nn.Module):
         cache.last_tokens = tokens
         cache.t += 1
 
+    def observe(self, cache: KVCache, tokens: torch.Tensor, action: torch.Tensor) -> None:
+        """Add a history frame (B, 336) taken under a known action (B,): fused models commit it at once
+        (nothing stays pending: push the last history frame with `push_frame`); others `push_frame`."""
+        if self.fused:
+            fused.observe(self, cache, tokens, action)
+        else:
+            self.push_frame(cache, tokens)
+
     def query(self, cache: KVCache, action: torch.Tensor) -> WorldModelOutput:
-        """Logits (B, 336, V) for the next frame from the cached window and an action (B,)."""
+        """Logits (B, 336, V) for the next frame from the cached window and an action (B,).
+
+        Fused models run the pending frame's layers from `action_layer` up under `action` and remember them
+        for the commit; any number of actions may be asked before the next push.
+        """
+        if self.fused:
+            return WorldModelOutput(fused.query(self, cache, action))
         assert cache.last_tokens is not None, "push at least one frame before querying"
         pos = torch.tensor([cache.t], device=action.device)  # the target frame's time
         x = self.embed_query(action, cache.last_tokens, time_row=1)[:, None]  # (B, 1, 337, d)

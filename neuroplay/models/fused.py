@@ -1,0 +1,198 @@
+"""lite v2 (`fused_query`, issue 18): a frame's own tokens are the queries for the next frame.
+
+The `lite` design runs two passes per dreamed frame: the new frame's 336 tokens (action-independent,
+cached) and a 337-token query block (action token + queries) that reads the cached window. Here the
+query block is gone: frame t's tokens go through the blocks, attending to frames t-3..t exactly as lite's
+frame stream does (same windows, RoPE over frame time, padding masks for the first frames), and the last
+block's output at position p of frame t, through `norm_f` and the head, is the logit vector of token p of
+frame t+1. The action a_t taken at frame t enters the frame stream at the input of block `action_layer`:
+
+    x <- (x + action_spatial_bias[a_t]) * (1 + film_scale * tanh(action_vector(a_t)))   (per token)
+
+so the blocks below `action_layer` do not depend on the action and can run before the key is read, and
+the blocks from `action_layer` up are the only work between the key and the logits. The parameter set is
+lite's (`query_emb` and the query row of `temporal_emb` are unused), so lite weights load into a lite2
+model as they are (`load_state_dict`; `train wm --init` still insists on the same config).
+
+The price of fusing: a frame's cached keys/values in the layers >= `action_layer` depend on the action
+taken at it, so a frame is *pending* until its action is known. The cache protocol:
+
+- `push(cache, tokens, action)`: commit the pending frame (under `action` if given, else under the action
+  of its last `query`), then run the lower layers of the new frame and keep it pending;
+- `query(cache, action)`: run the upper layers of the pending frame under `action`, return the logits and
+  remember that action's upper keys/values as what a later commit stores (callable for several actions);
+- `observe(cache, tokens, action)`: push + commit, for history frames whose actions are known.
+
+Everything here equals `forward_frames` on the same frames and actions to float precision (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from neuroplay.models.world_model import KVCache, TemporalWorldModel
+
+
+@dataclass
+class PendingFrame:
+    """The newest frame of a fused cache: pushed, its action not yet committed."""
+
+    x: torch.Tensor
+    """(B, 1, 336, d): the stream at the input of block `action_layer` (before the action)."""
+    pos: torch.Tensor
+    """(1,) the frame's time (rotary position)."""
+    keys: list[torch.Tensor] = field(default_factory=list)
+    """Lower layers' keys (B, heads, 336, e), computed at push."""
+    values: list[torch.Tensor] = field(default_factory=list)
+    """Lower layers' values, as `keys`."""
+    action: torch.Tensor | None = None
+    """(B,) the action of the last `query`, whose upper-layer keys/values are kept below."""
+    upper_keys: list[torch.Tensor] = field(default_factory=list)
+    """Keys of the layers >= action_layer under `action`."""
+    upper_values: list[torch.Tensor] = field(default_factory=list)
+    """Values of the layers >= action_layer under `action`."""
+
+
+def condition(wm: TemporalWorldModel, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Action conditioning of the frame stream: x (B, m, 336, d), actions (B, m) -> (B, m, 336, d).
+
+    lite's query-block conditioning (spatial bias, then FiLM), applied to the frame's own tokens.
+    """
+    a = wm.action_vector(actions)  # (B, m, d)
+    bias = wm.action_spatial_bias[actions].flatten(2, 3)  # (B, m, H, W, d) -> (B, m, 336, d)
+    return (x + bias) * (1 + wm.cfg.film_scale * torch.tanh(a))[:, :, None]
+
+
+def forward_frames(
+    wm: TemporalWorldModel, frames: torch.Tensor, actions: torch.Tensor, last_only: bool = False
+) -> torch.Tensor:
+    """Every frame an input: frames (B, m, 336), actions (B, m) taken at them -> logits (B, m, 336, V),
+    step t predicting frame t+1 (only the last step, (B, 1, 336, V), with `last_only`).
+
+    The training pass (`forward_sequence` feeds it frames 0..n-2 of a clip) and the reference the cache
+    is tested against. With `last_only` the last block computes only the last frame's queries.
+    """
+    from neuroplay.models.world_model import _tile, _windows
+
+    b, m, L = frames.shape
+    assert actions.shape == (b, m), f"actions {tuple(actions.shape)} != {(b, m)}: one per input frame"
+    w, dev, al = wm.cfg.max_history, frames.device, wm.cfg.action_layer
+    x = wm.embed_frames(frames) + wm.temporal_emb.weight[0]  # (B, m, 336, d)
+    pos = torch.arange(m, device=dev)
+    valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w): slots before frame 0 pad
+    mask = valid.repeat_interleave(L, -1)[:, None, None]  # (m, 1, 1, w*336)
+    last = len(wm.blocks) - 1
+    for li, blk in enumerate(wm.blocks):
+        if li == al:
+            x = condition(wm, x, actions)
+        q, k, v = blk.attn.project(blk.ln1(x))  # (B, m, h, 336, e)
+        q, k = wm._rope(q, pos), wm._rope(k, pos)
+        kw, vw = _windows(k, w), _windows(v, w)  # (B, m, h, w*336, e)
+        mk = mask
+        if last_only and li == last:  # only the last frame's outputs are read
+            q, kw, vw, x, mk = q[:, -1:], kw[:, -1:], vw[:, -1:], x[:, -1:], mask[-1:]
+        p = q.shape[1]
+        y = blk.attn.attend(q.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), _tile(mk, b))  # (B*p, 336, d)
+        x = blk.feed_forward(x + blk.drop(y.view(b, p, L, -1)))  # (B*p, 336, d) -> (B, p, 336, d)
+    return wm.head_logits(wm.norm_f(x))
+
+
+# ----------------------------------------------------------------------------------- KV cache
+def _layer(
+    wm: TemporalWorldModel, li: int, x: torch.Tensor, pos: torch.Tensor, cache: KVCache, kv_only: bool = False
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Block `li` for one frame x (B, 1, 336, d) against the committed frames -> (x', k, v), k/v (B, h, 336, e).
+
+    `kv_only`: the frame's keys/values are all that is needed (a commit's last layer): x' is None.
+    """
+    blk = wm.blocks[li]
+    q, k, v = blk.attn.project(blk.ln1(x))  # (B, 1, h, 336, e)
+    k, v = wm._rope(k, pos)[:, 0], v[:, 0]  # (B, h, 336, e)
+    if kv_only:
+        return None, k, v
+    q = wm._rope(q, pos)[:, 0]
+    y = blk.attn.attend(q, torch.cat(cache.keys[li] + [k], 2), torch.cat(cache.values[li] + [v], 2))  # (B, 336, d)
+    return blk.feed_forward(x + blk.drop(y[:, None])), k, v
+
+
+def _upper(
+    wm: TemporalWorldModel, cache: KVCache, action: torch.Tensor, logits: bool = True
+) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor]]:
+    """The layers >= action_layer of the pending frame under `action` (B,): (logits (B, 336, V) or None, keys,
+    values)."""
+    p = cache.pending
+    assert p is not None
+    x: torch.Tensor | None = condition(wm, p.x, action[:, None])  # (B, 1, 336, d)
+    ks, vs, last = [], [], len(wm.blocks) - 1
+    for li in range(wm.cfg.action_layer, last + 1):
+        assert x is not None
+        x, k, v = _layer(wm, li, x, p.pos, cache, kv_only=not logits and li == last)
+        ks.append(k)
+        vs.append(v)
+    out = wm.head_logits(wm.norm_f(x[:, 0])) if logits and x is not None else None
+    return out, ks, vs
+
+
+def commit(wm: TemporalWorldModel, cache: KVCache, action: torch.Tensor | None = None) -> None:
+    """Store the pending frame's keys/values under `action` (default: its last query's action) and slide the
+    window; the upper layers are recomputed only when `action` is not the last queried one."""
+    p = cache.pending
+    if p is None:
+        return
+    if action is not None and (p.action is None or not _same(action, p.action)):
+        _, up_k, up_v = _upper(wm, cache, action, logits=False)
+    elif p.action is not None:
+        up_k, up_v = p.upper_keys, p.upper_values
+    else:
+        raise ValueError("fused model: the pending frame has no action; query it, or pass the action taken "
+                         "at it (push_frame(..., action=) / observe())")
+    keep = wm.cfg.max_history - 1  # the committed frames a new frame's window reaches back to
+    for li, (k, v) in enumerate(zip(p.keys + up_k, p.values + up_v)):
+        ks, vs = cache.keys[li] + [k], cache.values[li] + [v]
+        cache.keys[li], cache.values[li] = ks[max(0, len(ks) - keep) :], vs[max(0, len(vs) - keep) :]
+    cache.pending = None
+
+
+def push(wm: TemporalWorldModel, cache: KVCache, tokens: torch.Tensor, action: torch.Tensor | None = None) -> None:
+    """Commit the pending frame (see `commit`), then run the action-independent lower layers of `tokens`
+    (B, 336) and keep it pending."""
+    if action is not None and cache.pending is None:
+        raise ValueError("push_frame(action=...): there is no pending frame the action was taken at")
+    commit(wm, cache, action)
+    pos = torch.tensor([cache.t], device=tokens.device)
+    x = wm.embed_frames(tokens[:, None]) + wm.temporal_emb.weight[0]  # (B, 1, 336, d)
+    p = PendingFrame(x, pos)
+    for li in range(wm.cfg.action_layer):
+        y, k, v = _layer(wm, li, p.x, pos, cache)
+        assert y is not None
+        p.x = y
+        p.keys.append(k)
+        p.values.append(v)
+    cache.pending = p
+    cache.last_tokens = tokens
+    cache.t += 1
+
+
+def query(wm: TemporalWorldModel, cache: KVCache, action: torch.Tensor) -> torch.Tensor:
+    """Logits (B, 336, V) of the frame after the pending one under `action` (B,); remembered for the commit."""
+    p = cache.pending
+    if p is None:
+        raise ValueError("fused model: push a frame before querying (after observe() nothing is pending)")
+    logits, p.upper_keys, p.upper_values = _upper(wm, cache, action)
+    p.action = action
+    assert logits is not None
+    return logits
+
+
+def observe(wm: TemporalWorldModel, cache: KVCache, tokens: torch.Tensor, action: torch.Tensor) -> None:
+    """A history frame (B, 336) with the action (B,) taken at it: push and commit at once."""
+    push(wm, cache, tokens)
+    commit(wm, cache, action)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a is b or (a.shape == b.shape and bool(torch.equal(a.to(b.device), b)))
