@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from neuroplay.config import ACTION_NAMES
+from neuroplay.envs.breakout import detect
 from neuroplay.evaluation.metrics import (
     SANE_PSNR,
     Dreamer,
@@ -104,6 +105,15 @@ def analyze_vqvae(vq: Any, data: EvalData, samples: np.ndarray, out_dir: str | P
             out["files"].append(str(d / "lost_balls.png"))
         out["worst_psnr"] = [psnr_from_mse(float(x)) for x in np.sort(mse)[::-1][:worst]]
         out["files"].append(str(d / "worst_reconstructions.png"))
+        # What a player sees: real frames with the ball in flight (top) and their reconstructions (bottom).
+        scan = rows[:: max(1, len(rows) // 200)]
+        flying = [r for r, f in zip(scan, data.images(scan)) if detect(f).ball_visible]
+        if flying:
+            pick = np.array(flying[:: max(1, len(flying) // worst)][:worst])
+            real = data.images(pick)
+            rec = to_uint8(src.decode01(src.fetch(pick, pixels=False)[0]))
+            iio.imwrite(d / "ball_examples.png", _grid([list(real), list(rec)], scale=3))
+            out["files"].append(str(d / "ball_examples.png"))
     return out
 
 
