@@ -144,6 +144,13 @@ class Preset:
     """Training-flag defaults that differ from SPEC.md for this preset (documented in the README)."""
 
 
+_LITE_VQ = VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64)
+_LITE_WM = WMConfig(d_model=128, n_heads=4, n_layers=4, d_ff=512, dropout=0.0, attention="block_causal",
+                    query_from_last_frame=True)
+_LITE_TRAIN: dict[str, Any] = {"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "warmup": 100, "rollout_ratio": 0.25}
+"""lite's CPU budget: more, smaller steps; a quarter of the steps are K-step rollouts (SPEC: half), because a
+rollout step yields 5 targets a clip against 11 for a teacher-forced sequence."""
+
 PRESETS: dict[str, Preset] = {
     "spec": Preset(
         name="spec",
@@ -153,45 +160,25 @@ PRESETS: dict[str, Preset] = {
     ),
     "lite": Preset(
         name="lite",
-        vq=VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64),
-        wm=WMConfig(
-            d_model=128,
-            n_heads=4,
-            n_layers=4,
-            d_ff=512,
-            dropout=0.0,
-            attention="block_causal",
-            query_from_last_frame=True,
-        ),
+        vq=_LITE_VQ,
+        wm=_LITE_WM,
         notes=(
             "CPU real time: block-causal attention + RoPE over time (exact KV cache), narrow VQ-VAE. "
             "Dropout 0: a model trained for a CPU budget of ~1 epoch does not overfit, and dropout "
             "costs 12% of a CPU step."
         ),
-        # CPU budget: more, smaller steps; a quarter of the steps are K-step rollouts (SPEC: half),
-        # because a rollout step yields 5 targets a clip against 11 for a teacher-forced sequence.
-        train={"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "warmup": 100, "rollout_ratio": 0.25},
+        train=_LITE_TRAIN,
     ),
     "lite2": Preset(
         name="lite2",
-        vq=VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64),
-        wm=WMConfig(
-            d_model=128,
-            n_heads=4,
-            n_layers=4,
-            d_ff=512,
-            dropout=0.0,
-            attention="block_causal",
-            query_from_last_frame=True,
-            fused_query=True,
-            action_layer=2,
-        ),
+        vq=_LITE_VQ,
+        wm=dataclasses.replace(_LITE_WM, fused_query=True, action_layer=2),
         notes=(
             "lite v2 (issue 18): lite with fused queries, one 336-token pass per dreamed frame; the action "
             "enters at layer 2 of 4, so the lower half runs before the key is read. Same parameter shapes "
             "as lite: lite weights load into it as they are."
         ),
-        train={"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "warmup": 100, "rollout_ratio": 0.25},
+        train=_LITE_TRAIN,
     ),
     "tiny": Preset(
         name="tiny",
