@@ -151,6 +151,10 @@ _LITE_TRAIN: dict[str, Any] = {"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "w
 """lite's CPU budget: more, smaller steps; a quarter of the steps are K-step rollouts (SPEC: half), because a
 rollout step yields 5 targets a clip against 11 for a teacher-forced sequence."""
 
+_TINY_VQ = VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4)
+_TINY_WM = WMConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0, attention="block_causal",
+                    query_from_last_frame=True)
+
 PRESETS: dict[str, Preset] = {
     "spec": Preset(
         name="spec",
@@ -182,39 +186,21 @@ PRESETS: dict[str, Preset] = {
     ),
     "tiny": Preset(
         name="tiny",
-        vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
-        wm=WMConfig(
-            d_model=32,
-            n_heads=2,
-            n_layers=2,
-            d_ff=64,
-            dropout=0.0,
-            attention="block_causal",
-            query_from_last_frame=True,
-        ),
+        vq=_TINY_VQ,
+        wm=_TINY_WM,
         notes="Toy size for tests: trains in seconds.",
         train={"batch_size": 8, "seq_frames": 8},
     ),
     "tiny-fused": Preset(
         name="tiny-fused",
-        vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
-        wm=WMConfig(
-            d_model=32,
-            n_heads=2,
-            n_layers=2,
-            d_ff=64,
-            dropout=0.0,
-            attention="block_causal",
-            query_from_last_frame=True,
-            fused_query=True,
-            action_layer=1,
-        ),
+        vq=_TINY_VQ,
+        wm=dataclasses.replace(_TINY_WM, fused_query=True, action_layer=1),
         notes="lite2's fused design at toy size, for tests (the action enters at layer 1 of 2).",
         train={"batch_size": 8, "seq_frames": 8},
     ),
     "tiny-full": Preset(
         name="tiny-full",
-        vq=VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4),
+        vq=_TINY_VQ,
         wm=WMConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0),
         notes="The spec architecture (full attention) at toy size, for tests.",
     ),
