@@ -226,3 +226,40 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
     return cls(**data)
+
+
+# ------------------------------------------------------------------------------- token decoding
+DecodeMode = Literal["argmax", "sample", "coupled"]
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How dreamed tokens are drawn from the logits (`neuroplay play --decode`, `neuroplay eval --decode`)."""
+
+    mode: DecodeMode = "argmax"
+    """argmax: the most likely code; sample: each token drawn on its own; coupled: sure tokens by argmax, the
+    rest drawn together by one shared uniform (`neuroplay/models/decoding.py`). argmax is the default because
+    it measured better with today's models (README "Decoding the dream"); coupled is for a model sure enough
+    of the static game that only its true events are left uncertain."""
+    temperature: float = 1.0
+    """Softmax temperature of sample and coupled (below 1 sharpens)."""
+    confident: float = 0.9
+    """coupled: a token whose top probability is at least this takes its argmax."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("argmax", "sample", "coupled"):
+            raise ValueError(f"--decode must be argmax, sample or coupled, got {self.mode!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"--temperature must be > 0, got {self.temperature}")
+        if not 0.0 < self.confident <= 1.0:
+            raise ValueError(f"--confident must be in (0, 1], got {self.confident}")
+
+    def label(self) -> str:
+        """Short name for menus and reports."""
+        if self.mode == "argmax":
+            return "argmax"
+        t = "" if self.temperature == 1.0 else f" T={self.temperature:g}"
+        return f"sample{t}" if self.mode == "sample" else f"coupled p>={self.confident:g}{t}"
+
+
+ARGMAX = DecodeConfig("argmax")

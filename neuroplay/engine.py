@@ -1,4 +1,4 @@
-"""The play-time step for any preset: tokens -> world model -> argmax/sample -> VQ decode -> uint8 frame.
+"""The play-time step for any preset: tokens -> world model -> token decoder -> VQ decode -> uint8 frame.
 
 What makes it fast enough for 15 FPS on a laptop CPU (figures in the README, `neuroplay bench`):
 - bf16 weights where the CPU has AVX-512 bf16 / AMX, or on CUDA (2x measured on the 2-core CPU here);
@@ -27,8 +27,9 @@ import torch
 
 from neuroplay.checkpoint import load_pair
 from neuroplay.device import bf16_fast, resolve_device
+from neuroplay.models.decoding import DecodeConfig, TokenDecoder
 from neuroplay.models.vqvae import VQVAE, to_uint8_image
-from neuroplay.models.world_model import KVCache, TemporalWorldModel, sample_tokens
+from neuroplay.models.world_model import KVCache, TemporalWorldModel
 
 
 @dataclass
@@ -54,7 +55,7 @@ class DreamEngine:
         wm: TemporalWorldModel,
         device: str | torch.device = "auto",
         dtype: str = "auto",
-        temperature: float = 0.0,
+        decode: DecodeConfig = DecodeConfig(),
         compile: bool = False,
         seed: int = 0,
     ) -> None:
@@ -64,8 +65,10 @@ class DreamEngine:
         self.vq = vq.to(self.device).eval()
         self.wm = wm.to(self.device, self.dtype).eval()
         self.vq.decoder.to(self.dtype, memory_format=torch.channels_last)
-        self.temperature = temperature
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.seed = seed
+        self.decoder = TokenDecoder(decode, seed, self.device)
+        """How the dream's tokens are drawn from the logits; reseeded by every `reset`, so a dream is a function
+        of its start, its actions and the seed."""
         self.window = wm.cfg.max_history
         self.cache: KVCache | None = None
         self.history: deque[torch.Tensor] = deque(maxlen=self.window)
@@ -97,9 +100,12 @@ class DreamEngine:
     @torch.inference_mode()
     def reset(
         self, frames: np.ndarray | None = None, tokens: torch.Tensor | np.ndarray | None = None,
-        actions: np.ndarray | list[int] | None = None,
+        actions: np.ndarray | list[int] | None = None, seed: int | None = None,
     ) -> np.ndarray:
         """Start the dream from real frames (T, 84, 64, 3) or tokens (T, 336); returns the last frame decoded.
+
+        The token decoder restarts from `seed` (default: the engine's), so the same start and actions give
+        the same dream.
 
         `actions` (T-1,): the action taken at each history frame but the last, which fused models (lite2)
         condition those frames on. Without them NOOP is assumed: exact for a game's first frames (the
@@ -117,6 +123,8 @@ class DreamEngine:
             given = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1)
             acts[max(0, len(acts) - len(given)) :] = given[-len(acts) :]
         toks = toks[-self.window :] if not self.cached else toks
+        self.seed = self.seed if seed is None else seed
+        self.decoder.generator.manual_seed(self.seed)
         self.history.clear()
         self.cache = self.wm.new_cache() if self.cached else None
         for t, a in zip(toks[:-1], acts[len(acts) - len(toks) + 1 :]):
@@ -149,7 +157,8 @@ class DreamEngine:
                 logits = self._query(cache, a).logits
         else:
             logits = self._forward(toks[None], a).logits
-        self.decode(sample_tokens(logits[0].float(), 0.0)[None])
+        self.decode(self.decoder(logits.float(), toks[-1:]))
+        self.decoder.generator.manual_seed(self.seed)
         self._warm = True
 
     def _push(self, t: torch.Tensor, action: torch.Tensor | None = None) -> None:
@@ -198,12 +207,11 @@ class DreamEngine:
         prep = self.prepare()
         t1 = time.perf_counter()
         logits = self.logits(action)
-        g = self.generator if self.temperature > 0 else None
-        toks = sample_tokens(logits, self.temperature) if g is None else _sample(logits, self.temperature, g)
+        assert self.last_tokens is not None
+        toks = self.decoder(logits[None], self.last_tokens[None])[0]
         t2 = time.perf_counter()
         frame = self.decode(toks[None])[0]
         t3 = time.perf_counter()
-        assert self.last_tokens is not None
         changed = int((toks != self.last_tokens).sum())
         self.last_tokens = toks
         if self.cached:
@@ -221,7 +229,3 @@ class DreamEngine:
         z = z.contiguous(memory_format=torch.channels_last)
         return to_uint8_image(self.vq.decoder(z)).cpu().numpy()
 
-
-def _sample(logits: torch.Tensor, temperature: float, g: torch.Generator) -> torch.Tensor:
-    probs = torch.softmax(logits / temperature, -1)
-    return torch.multinomial(probs, 1, generator=g)[:, 0]

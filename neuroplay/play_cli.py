@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from neuroplay.cliutil import add_dataclass_args, build
+from neuroplay.config import DecodeConfig, DecodeMode
 
 
 @dataclass
@@ -30,8 +31,16 @@ class PlayConfig:
     """Game frames per second (0: as fast as possible, stepping in the UI thread)."""
     scale: int = 0
     """Integer window scale of the 84x64 frame (0: fit the screen)."""
-    temperature: float = 0.0
-    """Sampling temperature of the dream's tokens (0: argmax)."""
+    decode: DecodeMode = DecodeConfig.mode
+    """How the dream's tokens are drawn: coupled (sure tokens exact, uncertain events drawn together), argmax or
+    sample (each token on its own)."""
+    temperature: float = DecodeConfig.temperature
+    """Softmax temperature of sample and coupled."""
+    confident: float = DecodeConfig.confident
+    """coupled: a token whose top probability is at least this takes its argmax."""
+    threads: int = 0
+    """torch threads of the dream step (0: one fewer than the cores, at least 1, so the window and the emulator
+    keep a core; OMP_NUM_THREADS, when set, wins)."""
     compile: bool = False
     """torch.compile the world model's step: 12-25 s start-up on a CPU, up to 30 percent faster; CUDA graphs on GPU."""
     seed: int = 0
@@ -61,10 +70,9 @@ class PlayConfig:
 def _check(cfg: PlayConfig) -> PlayConfig:
     if cfg.fps < 0:
         raise ValueError(f"--fps must be >= 0, got {cfg.fps}")
-    if cfg.scale < 0 or cfg.frames < 0:
-        raise ValueError("--scale and --frames must be >= 0")
-    if cfg.temperature < 0:
-        raise ValueError(f"--temperature must be >= 0, got {cfg.temperature}")
+    if cfg.scale < 0 or cfg.frames < 0 or cfg.threads < 0:
+        raise ValueError("--scale, --frames and --threads must be >= 0")
+    DecodeConfig(cfg.decode, cfg.temperature, cfg.confident)  # raises one line naming the flag
     if cfg.mode == "record" and not cfg.out.endswith(".npz"):
         raise ValueError(f"--out {cfg.out}: the dataset format is .npz")
     if cfg.video and not cfg.video.lower().endswith((".gif", ".mp4")):
@@ -80,6 +88,14 @@ def run_game(cfg: PlayConfig) -> int:
     # frames in 500). Read once when torch loads, so set it before; the user's setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # errors should be the only line printed
+    # On 2 cores the step's two torch threads fight the UI thread and the emulator: in the headless game
+    # (lite2, AVX2, fp32, 1000 frames) 2 threads gave a step p50/p99 of 29/45-49 ms and 4-6 dropped frames,
+    # 1 thread 30/39 ms and 1 dropped. A batch-1 step gains little from a second thread once it has to share.
+    if cfg.threads or "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(cfg.threads or max(1, cores - 1))
     if cfg.mode in ("dream", "compare"):  # a missing checkpoint is a clear error before any window opens
         from neuroplay.app.catalog import resolve_checkpoint
 
@@ -106,7 +122,7 @@ def run_play(args: argparse.Namespace) -> int:
 
 def add_record_parser(sub: argparse._SubParsersAction) -> None:
     _add(sub, "record", "play the real game; every episode is appended to --out (source=human)",
-         ("mode", "file", "temperature"))
+         ("mode", "file", "decode", "temperature", "confident"))
 
 
 def run_record(args: argparse.Namespace) -> int:

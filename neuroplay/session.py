@@ -27,6 +27,7 @@ from neuroplay.data.episodes import Episodes
 from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
 from neuroplay.envs.dream import HISTORY, DreamEnv
 from neuroplay.envs.real import MAX_EPISODE_STEPS, RealEnv
+from neuroplay.models.decoding import DecodeConfig
 from neuroplay.recorder import Recorder
 
 MODES = ("dream", "real", "compare", "record", "replay")
@@ -414,7 +415,8 @@ def e_count(episodes: Episodes | None) -> int:
     return 0 if episodes is None else episodes.n_episodes
 
 
-def open_session(mode: str, checkpoint: str | Path | None, *, device: str = "auto", temperature: float = 0.0,
+def open_session(mode: str, checkpoint: str | Path | None, *, device: str = "auto",
+                 decode: DecodeConfig = DecodeConfig(),
                  seed: int = 0, out: str | Path | None = None, replay_file: str | Path | None = None,
                  autopilot: str = "off", fps: float = 15.0, compile: bool = False) -> Session:
     """Build a Session, loading what the mode needs (raises CheckpointError / DatasetError, one line)."""
@@ -422,7 +424,6 @@ def open_session(mode: str, checkpoint: str | Path | None, *, device: str = "aut
     dream = None
     if mode in ("dream", "compare") or (mode == "replay" and checkpoint is not None):
         assert checkpoint is not None
-        dream = DreamEnv.from_checkpoint(checkpoint, device=device, temperature=temperature, seed=seed,
-                                         compile=compile)
+        dream = DreamEnv.from_checkpoint(checkpoint, device=device, decode=decode, seed=seed, compile=compile)
     return Session(mode, dream, seed=seed, record_to=out, episodes=episodes, autopilot=autopilot, fps=fps,
                    write_behind=fps > 0)  # paced play: a game over must not freeze the game while the file is rewritten

@@ -3,7 +3,7 @@
 Why these tests: the `lite` model is trained with `forward_sequence` (whole clips under the block-causal
 mask) but played with `new_cache/push_frame/query`; if the two ever disagree, the game dreams with a model
 nobody trained. The cache must also stay exact as the window slides (rotary time, not absolute), and the
-engine must be deterministic at temperature 0 and keep the action out of the frame pass (that is what
+engine must be deterministic under argmax (and seeded otherwise) and keep the action out of the frame pass (that is what
 lets the game run the frame pass before the key is read). No timings here: speed lives in `neuroplay bench`.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroplay.config import get_preset
+from neuroplay.config import ARGMAX, DecodeConfig, DecodeMode, get_preset
 from neuroplay.engine import DreamEngine
 from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
@@ -38,7 +38,10 @@ def random_tokens(shape: tuple[int, ...], seed: int = 0, n_vocab: int = 32) -> t
 
 
 def fp32_engine(preset: str, **kw: object) -> DreamEngine:
+    """A random-init engine in fp32, decoding by argmax unless told (its logits are near-uniform: a sampling
+    decoder would draw noise)."""
     vq, wm = random_models(preset)
+    kw.setdefault("decode", ARGMAX)
     return DreamEngine(vq, wm, "cpu", "fp32", **kw)  # type: ignore[arg-type]
 
 
@@ -144,7 +147,7 @@ def test_reset_and_step_shapes() -> None:
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny-fused", "tiny-full"])
-def test_temperature_zero_is_deterministic(preset: str) -> None:
+def test_argmax_is_deterministic(preset: str) -> None:
     hist = random_tokens((4, 336), seed=6)
     runs = []
     for _ in range(2):
@@ -158,14 +161,20 @@ def test_temperature_zero_is_deterministic(preset: str) -> None:
     np.testing.assert_array_equal(eng.step(0).tokens, runs[1][0])
 
 
-def test_sampling_is_reproducible_with_the_seed() -> None:
+@pytest.mark.parametrize("mode", ["sample", "coupled"])
+def test_sampling_is_reproducible_with_the_seed(mode: DecodeMode) -> None:
+    """Two engines with one seed dream alike, and a reset replays the dream in the same engine (the decoder
+    restarts from the seed); another seed dreams otherwise."""
     hist = random_tokens((4, 336), seed=7)
     outs = []
-    for _ in range(2):
-        eng = fp32_engine("tiny", temperature=1.0, seed=3)
-        eng.reset(tokens=hist)
-        outs.append(np.stack([eng.step(a).tokens for a in (0, 2, 3)]))
+    eng = fp32_engine("tiny", decode=DecodeConfig(mode, confident=0.5), seed=3)
+    for e in (fp32_engine("tiny", decode=DecodeConfig(mode, confident=0.5), seed=3), eng, eng):
+        e.reset(tokens=hist)
+        outs.append(np.stack([e.step(a).tokens for a in (0, 2, 3)]))
     np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[1], outs[2])
+    eng.reset(tokens=hist, seed=4)
+    assert not np.array_equal(np.stack([eng.step(a).tokens for a in (0, 2, 3)]), outs[0])
 
 
 def test_frame_pass_is_independent_of_the_action() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroplay.config import WMConfig, get_preset
+from neuroplay.config import ARGMAX, WMConfig, get_preset
 from neuroplay.engine import DreamEngine
 from neuroplay.evaluation.metrics import Dreamer, rollout
 from neuroplay.models.vqvae import VQVAE
@@ -39,6 +39,7 @@ def fused_model(action_layer: int | None = None, seed: int = 0) -> TemporalWorld
 
 
 def fused_engine(**kw: object) -> DreamEngine:
+    kw.setdefault("decode", ARGMAX)
     return DreamEngine(VQVAE(get_preset(PRESET).vq).eval(), fused_model(), "cpu", "fp32", **kw)  # type: ignore[arg-type]
 
 
@@ -210,7 +211,7 @@ def test_engine_prepare_runs_the_lower_layers_before_the_key() -> None:
             eng.wm.observe(ref, t[None], torch.tensor([a]))
         eng.wm.push_frame(ref, torch.from_numpy(s.tokens).long()[None])
         torch.testing.assert_close(eng.logits(1), eng.wm.query(ref, torch.tensor([1])).logits[0])
-    # Same start, same actions: the same dream (temperature 0).
+    # Same start, same actions: the same dream (the decoder restarts from the seed at each reset).
     eng.reset(tokens=random_tokens((4, 336), seed=10))
     assert np.array_equal(eng.step(2).tokens, s.tokens)
 

@@ -25,6 +25,7 @@ from neuroplay.app.screen import draw_play
 from neuroplay.app.train_screen import TrainScreen
 from neuroplay.app.video import VideoWriter, save_png, stamp_path
 from neuroplay.app.widgets import KeyScript, Row, RowsScreen, cycle_index
+from neuroplay.models.decoding import DecodeConfig
 from neuroplay.session import Keys, Session, open_session
 
 if TYPE_CHECKING:
@@ -70,7 +71,10 @@ class App:
         self.fonts = draw.fonts()
         self.clock = pygame.time.Clock()
         self.fps = cfg.fps
-        self.temperature, self.autopilot, self.device = cfg.temperature, cfg.autopilot, cfg.device
+        self.autopilot, self.device = cfg.autopilot, cfg.device
+        self.decode = DecodeConfig(cfg.decode, cfg.temperature, cfg.confident)
+        self.decoders = [DecodeConfig(m, cfg.temperature, cfg.confident) for m in ("argmax", "coupled", "sample")]
+        """What the settings' "sampling" row cycles through (the user's temperature and threshold kept)."""
         self.video_format = cfg.video_format
         self.checkpoint = cfg.checkpoint
         self.replay_file = cfg.file
@@ -111,8 +115,7 @@ class App:
             Row("checkpoint", lambda: self.checkpoint or "bundled lite", self._cycle_checkpoint),
             Row("window scale", lambda: str(self.scale), lambda d: self._set_scale(self.scale + d)),
             Row("FPS", lambda: str(self.fps), lambda d: self._cycle("fps", [5.0, 10.0, 15.0, 20.0, 30.0, 60.0], d)),
-            Row("sampling", lambda: "argmax" if self.temperature == 0 else f"temperature {self.temperature}",
-                lambda d: self._cycle("temperature", [0.0, 0.5, 1.0], d)),
+            Row("sampling", lambda: self.decode.label(), lambda d: self._cycle("decode", self.decoders, d)),
             Row("autopilot at start", lambda: self.autopilot, lambda d: self._cycle("autopilot",
                                                                                     ["off", "tracker", "random"], d)),
             Row("device", lambda: self.device, lambda d: self._cycle("device", ["auto", "cpu", "cuda"], d)),
@@ -180,7 +183,7 @@ class App:
             return
 
         def build() -> Session:
-            return open_session(mode, ckpt, device=self.device, temperature=self.temperature,
+            return open_session(mode, ckpt, device=self.device, decode=self.decode,
                                 compile=self.cfg.compile, seed=self.cfg.seed, out=self.cfg.out,
                                 replay_file=self.replay_file or None, autopilot=self.autopilot, fps=self.fps)
 

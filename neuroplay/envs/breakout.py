@@ -32,6 +32,9 @@ MIN_PEAK = 40
 this. Every ball in real play does (held-out frames: minimum 41, 1st percentile 51), while the faint reddish
 haze a decoder leaves on black (excess 19-30) is invisible to a player: counted, it made false balls and
 pulled the ball's centre off by pixels."""
+PADDLE_MIN_WIDTH = 4
+"""A red blob in the paddle rows this many columns wide is a paddle: the real paddle spans 6-7 columns (4 half
+hidden at a wall), the ball at most 3 with its blended edges."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Objects:
     ball_pixels: int
     n_balls: int = 0
     """Separate ball-sized red blobs outside the wall (a frame of the real game never shows two)."""
+    n_paddles: int = 0
+    """Separate paddle-wide red blobs (`PADDLE_MIN_WIDTH`) in the paddle rows (the real game: 0 or 1)."""
 
     @property
     def ball_visible(self) -> bool:
@@ -89,13 +94,14 @@ def detect(frame: np.ndarray, max_ball_pixels: int = 12) -> Objects:
     red = (excess > MIN_RED) & cv2.dilate(core, np.ones((3, 3), np.uint8)).astype(bool)
     pads = _blobs(red, _PADDLE_REGION)
     paddle_x = float(np.unique(max(pads, key=lambda b: len(b[0]))[1]).mean()) if pads else None
+    n_pad = sum(len(np.unique(b[1])) >= PADDLE_MIN_WIDTH for b in pads)
     blobs = _blobs(red, _BALL_REGION)
     # A ball blob needs a clearly red pixel of its own: a paddle's faint edge cut off by the row limit is none.
     small = [b for b in blobs if len(b[0]) <= max_ball_pixels and excess[b].max() >= MIN_PEAK]
     if not small:
-        return Objects(paddle_x, None, None, int(sum(len(b[0]) for b in blobs)))
+        return Objects(paddle_x, None, None, int(sum(len(b[0]) for b in blobs)), 0, n_pad)
     y, x = max(small, key=lambda b: int(excess[b].max()))
-    return Objects(paddle_x, float(x.mean()), float((y + _TOP).mean()), len(y), len(small))
+    return Objects(paddle_x, float(x.mean()), float((y + _TOP).mean()), len(y), len(small), n_pad)
 
 
 BRICK_ROW_Y = (24, 26, 28, 31, 33, 36)

@@ -16,6 +16,7 @@ import numpy as np
 
 from neuroplay.engine import DreamEngine
 from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
+from neuroplay.models.decoding import DecodeConfig
 
 HISTORY = 4
 """Real frames a fresh dream starts from (the model's window)."""
@@ -48,11 +49,10 @@ class DreamEnv:
         """(336,) uint8 tokens of the current frame (what the model will condition on next)."""
 
     @classmethod
-    def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", temperature: float = 0.0,
+    def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", decode: DecodeConfig = DecodeConfig(),
                         seed: int = 0, compile: bool = False, **kw: Any) -> DreamEnv:
         """Load `<run_dir>/vqvae` + `<run_dir>/wm` (raises `CheckpointError` with a one-line message)."""
-        engine = DreamEngine.from_checkpoint(run_dir, device=device, temperature=temperature, seed=seed,
-                                             compile=compile)
+        engine = DreamEngine.from_checkpoint(run_dir, device=device, decode=decode, seed=seed, compile=compile)
         return cls(engine, seed=seed, **kw)
 
     def reset(self, frames: np.ndarray | None = None, tokens: np.ndarray | None = None,
@@ -65,7 +65,7 @@ class DreamEnv:
             self.seed = seed
         if tokens is not None:
             toks = np.asarray(tokens).reshape(len(tokens), -1)
-            self.frame = self.engine.reset(tokens=toks, actions=actions)
+            self.frame = self.engine.reset(tokens=toks, actions=actions, seed=self.seed)
             self.tokens = toks[-1].astype(np.uint8)
         else:
             if frames is None:
@@ -73,7 +73,7 @@ class DreamEnv:
             frames = np.array(frames, dtype=np.uint8)  # a copy: torch refuses read-only (memory-mapped) arrays
             if frames.ndim == 3:
                 frames = frames[None]
-            self.frame = self.engine.reset(frames, actions=actions)
+            self.frame = self.engine.reset(frames, actions=actions, seed=self.seed)
             assert self.engine.last_tokens is not None
             self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
         self.t = 0

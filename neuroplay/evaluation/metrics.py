@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import detect
 from neuroplay.evaluation.objects import ObjectTally
+from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 from neuroplay.models.vqvae import to_uint8_image
 
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
@@ -205,16 +206,20 @@ class Dreamer:
 
 
 def rollout(wm: Any, history: torch.Tensor, actions: torch.Tensor, use_cache: bool | None = None,
-            history_actions: torch.Tensor | None = None) -> torch.Tensor:
-    """Open-loop argmax dream: history (B, 4, 336), actions (B, H) -> predicted tokens (B, H, 336).
+            history_actions: torch.Tensor | None = None, decoder: TokenDecoder | None = None) -> torch.Tensor:
+    """Open-loop dream: history (B, 4, 336), actions (B, H) -> predicted tokens (B, H, 336).
 
     `history_actions` (B, 3): the actions taken at the history frames but the last (fused models; see Dreamer).
+    `decoder`: how tokens are drawn (play's decoder, `neuroplay.models.decoding`); None: argmax.
     """
     d, preds = Dreamer(wm, history, use_cache, history_actions), []
+    prev = history[:, -1]
     for k in range(actions.shape[1]):
         if k:
             d.push(preds[-1], actions[:, k - 1])
-        preds.append(d.logits(actions[:, k]).argmax(-1))
+        lg = d.logits(actions[:, k])
+        preds.append(lg.argmax(-1) if decoder is None else decoder(lg, prev))
+        prev = preds[-1]
     return torch.stack(preds, 1)
 
 
@@ -267,9 +272,12 @@ class _Acc:
 def evaluate(
     vq: Any, wm: Any, data: EvalData | Episodes, samples: np.ndarray, *, horizon: int = 10, batch_size: int = 32,
     rollout_samples: int = 0, device: torch.device | str = "cpu", use_cache: bool | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, decode: DecodeConfig = ARGMAX, seed: int = 0,
 ) -> dict[str, Any]:
     """All sample metrics of one tier; `samples` (n, 2) (episode, t). Returns a JSON-able dict.
+
+    Token figures are the argmax's. With a sampling `decode` (play's decoder) the rolled-out subset is also
+    dreamed with it, seeded by `seed` and the batch, and its PSNR and object figures come as `play_*`.
 
     `vq=None` (a token file, e.g. from training) gives the token metrics only. `rollout_samples` > 0 gives
     rollouts beyond h1, mirror consistency and action sensitivity on the first that many samples only (the
@@ -327,6 +335,7 @@ def evaluate(
             acc.add(f"chg{h}", moved.sum(), deep)
         if pix and px is not None:
             px = px.view(len(s), 4 + h_max, *px.shape[1:])
+
             real, real_t = px[:, 4:][valid], px[:, 3:4].expand(-1, h_max, -1, -1, -1)[valid]
             hidx = torch.arange(h_max, device=device)[None].expand(len(s), -1)[valid]
             dream = src.decode01(pred[valid])
@@ -338,6 +347,14 @@ def evaluate(
                 acc.add(f"px{h}", (hidx == h).sum() * real[0].numel(), deep)
                 if h + 1 in REPORT_HORIZONS:
                     acc.tally(f"h{h + 1}", real[hidx == h], dream[hidx == h])
+            if deep and decode.mode != "argmax":  # play's decoder on the same starts and actions
+                dec = TokenDecoder(decode, seed * 1_000_003 + i0, device)
+                dream = src.decode01(rollout(wm, hist, acts, use_cache, hist_acts, dec)[valid])
+                se_p = ((dream - real) ** 2).flatten(1).sum(1)
+                for h in range(h_max):
+                    acc.add(f"play_se{h}", se_p[hidx == h].sum())
+                    if h + 1 in REPORT_HORIZONS:
+                        acc.tally(f"play_h{h + 1}", real[hidx == h], dream[hidx == h])
             if data.kind == "frames":
                 recon = src.decode01(tgt[:, 0])
                 acc.add("se_vq", ((recon - px[:, 4]) ** 2).sum())
@@ -345,7 +362,7 @@ def evaluate(
                 acc.tally("vq", px[:, 4], recon)
         if progress is not None:
             progress(len(s))
-    return _summarize(acc, horizon, len(samples), n_roll, pix, data.kind)
+    return _summarize(acc, horizon, len(samples), n_roll, pix, data.kind, decode)
 
 
 def _sensitivity(d: Dreamer, src: FrameSource, acc: _Acc, pix: bool) -> None:
@@ -373,7 +390,8 @@ def _mirror(wm: Any, src: FrameSource, hist: torch.Tensor, hist_acts: torch.Tens
     acc.add("mir_n", pred.numel())
 
 
-def _summarize(acc: _Acc, horizon: int, n: int, n_roll: int, pix: bool, kind: str) -> dict[str, Any]:
+def _summarize(acc: _Acc, horizon: int, n: int, n_roll: int, pix: bool, kind: str,
+               decode: DecodeConfig) -> dict[str, Any]:
     def figures(p: str) -> dict[str, list[Any]]:
         """Per-horizon figures from sums with prefix p ("": every sample, "d_": the rolled-out subset)."""
         hs = list(range(1, horizon + 1))
@@ -407,13 +425,18 @@ def _summarize(acc: _Acc, horizon: int, n: int, n_roll: int, pix: bool, kind: st
     out["action_sensitivity"] = acc.ratio("kl", "kl_n")
     out["action_paddle_dx"] = acc.ratio("pdx", "pdx_n")
     out["psnr_reference"] = None if not pix else ("pixels" if kind == "frames" else "vq_decoded_tokens")
-    out["objects"] = {k: acc.objects[k].summary() for k in ("vq", "h1", "h5", "h10") if k in acc.objects}
+    out["objects"] = {k: v.summary() for k, v in acc.objects.items()}
     vq_obj = out["objects"].get("vq", {})
     for k in ("ball_recall", "false_ball_rate", "ball_pos_err", "paddle_recall", "bricks_agree", "digits_agree"):
         out[f"vq_{k}"] = vq_obj.get(k)
     for h in REPORT_HORIZONS:
-        o = out["objects"].get(f"h{h}", {})
-        for k in ("ball_recall", "ball_precision", "paddle_recall", "bricks_agree", "digits_agree"):
-            out[f"dream_{k}_h{h}"] = o.get(k)
+        for pre in ("", "play_"):
+            o = out["objects"].get(f"{pre}h{h}", {})
+            for k in ("ball_recall", "ball_precision", "false_ball_rate", "paddle_recall", "bricks_agree",
+                      "digits_agree"):
+                out[f"{pre}dream_{k}_h{h}"] = o.get(k)
+        m = acc.ratio(f"play_se{h - 1}", f"d_px{h - 1}")
+        out[f"play_psnr_h{h}"] = None if m is None else psnr_from_mse(m)
+    out["decode"] = decode.label()
     out["per_horizon"] = curve
     return out

@@ -40,6 +40,7 @@ from neuroplay.evaluation.metrics import (
     rollout,
     to_uint8,
 )
+from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 
 WALL_MARGIN = 3.0
 """Pixels from the paddle's observed extremes inside which a state is not used for the response probe."""
@@ -81,12 +82,15 @@ def run_probes(
     vq: Any, wm: Any, data: EvalData, samples: np.ndarray, *, response_states: int = 200, response_steps: int = 3,
     fire_states: int = 100, fire_steps: int = 5, ball_states: int = 100, ball_steps: int = 30, seed: int = 0,
     batch_size: int = 32, device: torch.device | str = "cpu", use_cache: bool | None = None,
+    decode: DecodeConfig = ARGMAX,
 ) -> dict[str, Any]:
-    """The three probes on states drawn from `samples`; a count of 0 skips a probe. Returns a JSON-able dict."""
+    """The three probes on states drawn from `samples`; a count of 0 skips a probe. Returns a JSON-able dict.
+
+    Dreams are drawn with `decode` (play's decoder), seeded by `seed` and the batch."""
     device = torch.device(device)
     src = FrameSource(data, vq, device, max(batch_size, 64))
     cands = np.asarray(samples, np.int64)[np.random.default_rng([seed, 8]).permutation(len(samples))]
-    ctx = (wm, data, src, batch_size, use_cache)
+    ctx = (wm, data, src, batch_size, use_cache, decode, seed)
     out: dict[str, Any] = {}
     if response_states > 0:
         out.update(_response(ctx, cands, response_states, response_steps))
@@ -101,16 +105,17 @@ def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndar
     """Dreams from each state's real history under actions (n, H): decoded frames (n, H, 84, 64, 3) uint8, the
     decoded last history frame (n, 84, 64, 3), and whether each dreamed frame still looks like the game (n, H):
     PSNR >= `SANE_PSNR` against that frame. Decoded noise can fool the detector; only sane frames count."""
-    wm, data, src, bs, use_cache = ctx
+    wm, data, src, bs, use_cache, decode, seed = ctx
     out, lasts = [], []
     for i in range(0, len(states), bs):
+        dec = None if decode.mode == "argmax" else TokenDecoder(decode, seed * 1_000_003 + i, src.device)
         s = states[i : i + bs]
         rows = data.rows(s)[:, None] + np.arange(-3, 1)
         hist = src.fetch(rows.reshape(-1), pixels=False)[0].view(len(s), 4, -1)
         a = torch.from_numpy(actions[i : i + bs]).long().to(hist.device)
         # The recorded actions at history frames t-3..t-1 (fused models condition those frames on them).
         ha = np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)  # (b, 3)
-        pred = rollout(wm, hist, a, use_cache, torch.from_numpy(ha).long().to(hist.device))  # (b, H, 336)
+        pred = rollout(wm, hist, a, use_cache, torch.from_numpy(ha).long().to(hist.device), dec)  # (b, H, 336)
         out.append(to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3))
         lasts.append(to_uint8(src.decode01(hist[:, -1])))
     frames, last = np.concatenate(out), np.concatenate(lasts)
@@ -118,7 +123,7 @@ def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndar
 
 
 def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
-    _, data, src, _, _ = ctx
+    data, src = ctx[1], ctx[2]
     first = cands[: max(4 * n, 256)]
     x_all = paddle_x(src.real_uint8(data.rows(first)))
     if np.isnan(x_all).all():
@@ -145,7 +150,7 @@ def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, An
 
 
 def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
-    _, data, src, _, _ = ctx
+    data, src = ctx[1], ctx[2]
 
     def check(c: np.ndarray) -> np.ndarray:
         rows = (data.rows(c)[:, None] + np.arange(-3, 1)).reshape(-1)
@@ -166,7 +171,7 @@ def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
 
 
 def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
-    _, data, src, _, _ = ctx
+    data, src = ctx[1], ctx[2]
     cands = cands[cands[:, 1] + steps <= data.episode_lengths[cands[:, 0]]]
 
     def check(c: np.ndarray) -> np.ndarray:

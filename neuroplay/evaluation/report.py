@@ -41,6 +41,14 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("dream paddle recall h1 / h10", "dream_paddle_recall_h1", "dream_paddle_recall_h10", "{:.3f}"),
     ("dream bricks agree h1 / h10", "dream_bricks_agree_h1", "dream_bricks_agree_h10", "{:.3f}"),
     ("dream score and lives agree h1 / h10", "dream_digits_agree_h1", "dream_digits_agree_h10", "{:.3f}"),
+    ("play decoder: PSNR h1 / h10 (dB)", "play_psnr_h1", "play_psnr_h10", "{:.2f}"),
+    ("play decoder: ball recall h1 / false-ball rate", "play_dream_ball_recall_h1", "play_dream_false_ball_rate_h1",
+     "{:.3f}"),
+    ("play decoder: ball recall h5 / false-ball rate", "play_dream_ball_recall_h5", "play_dream_false_ball_rate_h5",
+     "{:.3f}"),
+    ("play decoder: ball recall h10 / false-ball rate", "play_dream_ball_recall_h10",
+     "play_dream_false_ball_rate_h10", "{:.3f}"),
+    ("play decoder: paddle recall h1 / h10", "play_dream_paddle_recall_h1", "play_dream_paddle_recall_h10", "{:.3f}"),
     ("val loss (CE, h1)", "val_loss", None, "{:.4f}"),
     ("mirror consistency", "mirror_consistency", None, "{:.4f}"),
     ("action sensitivity, KL(LEFT‖RIGHT) per token", "action_sensitivity", None, "{:.4f}"),
@@ -48,9 +56,19 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("action response rate", "action_response_rate", None, "{:.3f}"),
     ("FIRE launches a ball", "fire_launch_rate", "noop_launch_rate", "{:.3f}"),
     ("ball alive 30 dreamed steps", "ball_alive_rate", None, "{:.3f}"),
+    ("endless dream: paddle visible / real game", "endless_paddle_visible", "endless_real_paddle_visible", "{:.3f}"),
+    ("endless dream: ball in play / real game", "endless_ball_in_play", "endless_real_ball_in_play", "{:.3f}"),
+    ("endless dream: bricks broken / real game", "endless_bricks_broken", "endless_real_bricks_broken", "{:d}"),
+    ("endless dream: frames with 2 balls / 2 paddles", "endless_two_balls", "endless_two_paddles", "{:d}"),
+    ("endless dream: bricks back / lives lost", "endless_brick_rises", "endless_lives_lost", "{:d}"),
+    ("argmax: action response rate", "action_response_rate_argmax", None, "{:.3f}"),
+    ("argmax: FIRE launches a ball", "fire_launch_rate_argmax", "noop_launch_rate_argmax", "{:.3f}"),
+    ("argmax: ball alive 30 dreamed steps", "ball_alive_rate_argmax", None, "{:.3f}"),
 ]
 """(label, model key, baseline key, format); the FIRE row's baseline is the NOOP control; the object rows
-(`neuroplay.evaluation.objects`, against the real frame) put a second figure in that column, named in the label."""
+(`neuroplay.evaluation.objects`, against the real frame) put a second figure in that column, named in the label.
+Token and "dream" rows are the argmax's; "play decoder" rows and the probes use play's decoder, with the
+probes' argmax figures beside them when the two differ."""
 
 
 def beats_copy_last(m: dict[str, Any]) -> dict[str, bool | None]:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from neuroplay import __version__
 from neuroplay.checkpoint import load_pair
+from neuroplay.config import ARGMAX, DecodeConfig, DecodeMode
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
 from neuroplay.evaluation.indices import INDICES_FILE, load_or_create
@@ -29,6 +30,8 @@ from neuroplay.evaluation.probes import run_probes
 from neuroplay.evaluation.report import beats_copy_last, rollout_examples, table, write_json, write_report
 
 CANARY_ROLLOUTS = 100
+ENDLESS_STEPS = {"canary": 300, "fastval": 2000, "gold": 2000}
+"""Per tier: autopilot steps of the endless-dream probe (issue 15's gates are over 2,000)."""
 PROBES: dict[str, tuple[int, int, int]] = {"canary": (20, 10, 10), "fastval": (200, 100, 100), "gold": (200, 100, 100)}
 """Per tier: (action-response states, FIRE states, ball-alive states)."""
 
@@ -69,8 +72,17 @@ class EvalConfig:
     """FIRE-launch probe states (-1: tier default, canary 10, else 100; 0: skip)."""
     ball_states: int = -1
     """Ball-alive probe states (-1: tier default, canary 10, else 100; 0: skip)."""
+    endless_steps: int = -1
+    """Endless-dream probe: autopilot steps from the reset screen, beside the real game (-1: canary 300, else
+    2000; 0: skip)."""
     examples: int = 3
     """Rollouts shown in the report's strip and GIF."""
+    decode: DecodeMode = DecodeConfig.mode
+    """Play's token decoder, for the probes and the "play decoder" rows (token figures are always argmax)."""
+    temperature: float = DecodeConfig.temperature
+    """Softmax temperature of the sample and coupled decoders."""
+    confident: float = DecodeConfig.confident
+    """coupled: a token whose top probability is at least this takes its argmax."""
     val_fraction: float = 0.1
     """Share of val episodes in training's split (must match training)."""
     seed: int = 0
@@ -108,6 +120,7 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     if cfg.horizon < 1 or cfg.batch_size < 1:
         raise ValueError("--horizon and --batch-size must be >= 1")
+    decode = DecodeConfig(cfg.decode, cfg.temperature, cfg.confident)
     vq, wm, info = load_pair(cfg.checkpoint, device)
     if cfg.dtype == "bf16":
         wm = wm.to(torch.bfloat16)
@@ -124,18 +137,28 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     samples = samples[: cfg.limit] if cfg.limit > 0 else samples
     n_roll = cfg.rollout_samples if cfg.rollout_samples >= 0 else (CANARY_ROLLOUTS if cfg.tier == "canary" else 0)
     t1 = time.perf_counter()
+    n_end = cfg.endless_steps if cfg.endless_steps >= 0 else ENDLESS_STEPS[cfg.tier]
+    sizes = [c if c >= 0 else d for c, d in zip((cfg.response_states, cfg.fire_states, cfg.ball_states),
+                                                PROBES[cfg.tier])]
+    if cfg.progress_bar:  # the plan up front; the bar below gives the ETA once the first batch is scored
+        print(f"eval {cfg.tier}: {len(samples)} samples at h1, {min(n_roll or len(samples), len(samples))} rolled "
+              f"out to h{cfg.horizon}; probes on {sizes[0]}/{sizes[1]}/{sizes[2]} states (response/FIRE/ball); "
+              f"endless dream {n_end} steps; decoder {decode.label()}", file=sys.stderr)
     bar = tqdm(total=len(samples), desc=f"eval {cfg.tier}", disable=not cfg.progress_bar, file=sys.stderr,
                dynamic_ncols=True)
     try:
         metrics = evaluate(vq, wm, data, samples, horizon=cfg.horizon, batch_size=cfg.batch_size,
-                           rollout_samples=n_roll, device=device, progress=bar.update)
+                           rollout_samples=n_roll, device=device, progress=bar.update, decode=decode, seed=cfg.seed)
     finally:
         bar.close()
     t2 = time.perf_counter()
-    sizes = [c if c >= 0 else d for c, d in zip((cfg.response_states, cfg.fire_states, cfg.ball_states),
-                                                PROBES[cfg.tier])]
-    metrics.update(run_probes(vq, wm, data, samples, response_states=sizes[0], fire_states=sizes[1],
-                              ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device))
+    for dec in (decode, ARGMAX) if decode != ARGMAX else (decode,):
+        probes = run_probes(vq, wm, data, samples, response_states=sizes[0], fire_states=sizes[1],
+                            ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec)
+        tag = "_argmax" if dec is not decode else ""
+        metrics.update({k + tag: v for k, v in probes.items()})
+    if n_end > 0:
+        metrics.update(endless_probe(vq, wm, device, decode, n_end, cfg))
     t3 = time.perf_counter()
     result: dict[str, Any] = {
         "neuroplay_version": __version__, "tier": cfg.tier, "split": cfg.split, "device": str(device),
@@ -156,11 +179,23 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     return result
 
 
+def endless_probe(vq: Any, wm: Any, device: torch.device, decode: DecodeConfig, steps: int,
+                  cfg: EvalConfig) -> dict[str, Any]:
+    """The endless-dream probe with play's engine and decoder, beside the real game (`evaluation.endless`)."""
+    from neuroplay.engine import DreamEngine
+    from neuroplay.envs.dream import DreamEnv
+    from neuroplay.envs.real import RealEnv
+    from neuroplay.evaluation.endless import endless
+
+    engine = DreamEngine(vq, wm, device, "bf16" if cfg.dtype == "bf16" else "fp32", decode=decode, seed=cfg.seed)
+    return endless(DreamEnv(engine, seed=cfg.seed), steps, cfg.seed, RealEnv(seed=cfg.seed))
+
+
 def summary_text(result: dict[str, Any]) -> str:
     """What `neuroplay eval` prints."""
     m = result["metrics"]
     head = (f"eval {result['tier']} ({result['split']}): {m['n_samples']} samples, {m['n_samples_rollout']} "
-            f"rolled out to h{m['horizon']}, checkpoint {result['checkpoint']['dir']}, "
+            f"rolled out to h{m['horizon']}, checkpoint {result['checkpoint']['dir']}, decoder {m['decode']}, "
             f"{result['seconds']['total']:.1f} s")
     fails = [k for k, v in result["beats_copy_last"].items() if v is False]
     tail = "beats copy-last everywhere" if not fails else "does NOT beat copy-last on: " + ", ".join(fails)

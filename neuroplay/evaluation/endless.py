@@ -1,0 +1,145 @@
+"""The endless-dream probe (issue 15): a long autopilot game from the reset screen, read as a player would.
+
+The shipped model's failure was visible only over time: after about a minute of autopilot play the paddle
+faded for good. So this probe plays `steps` frames with the tracker autopilot (`TrackerPolicy`, which reads
+the dreamed pixels as it reads the real ones) and scores every frame with the game's one detector:
+
+- `paddle_visible`: share of frames showing a paddle;
+- `two_balls`, `two_paddles`: frames showing more than one (the real game never does);
+- `ball_in_play`: share of frames showing a ball (the detector misses it while it crosses the brick rows);
+- `bricks_broken`: brick slots that stood and then stayed empty (3 frames each way, so a ball crossing a slot
+  is neither);
+- `brick_rises`: slots that came back after being empty (the wall only grows back on a new level or game);
+- `lives_lost`, `lives_rises`, `score_drops`: the scoreboard, read frame to frame (a rise or a drop means a
+  hidden reset, or digits the model does not keep).
+
+The same policy, seed and step count in the real game give the reference beside every figure (`real_*`).
+The real game ends when the lives run out and starts a new game (counted in `real_games`); the dream does
+not end, so its figures are over one long dream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from neuroplay.envs.breakout import TrackerPolicy, bricks, detect, read_scoreboard
+
+ENDLESS_GATES: dict[str, tuple[str, float]] = {
+    "paddle_visible": (">=", 0.99),
+    "two_balls": ("<=", 0),
+    "two_paddles": ("<=", 0),
+    "brick_rises": ("<=", 0),
+    "ball_in_play": (">=", 0.6),
+    "bricks_broken": (">=", 10),
+}
+"""Issue 15's endless-dream gates over 2,000 autopilot steps."""
+PERSIST = 3
+"""Frames a brick slot must keep its state to count as standing or empty."""
+
+
+class Env(Protocol):
+    """What the probe drives: `DreamEnv` or `RealEnv`."""
+
+    def reset(self) -> np.ndarray: ...
+
+    def step(self, action: int) -> Any: ...
+
+
+def autopilot(env: Env, steps: int, seed: int = 0, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Play `steps` tracker actions from `env.reset()`: frames (steps+1, 84, 64, 3), game index per frame
+    (a game over starts a new game; the dream never ends one)."""
+    policy = TrackerPolicy(noise=noise, seed=seed)
+    frame = env.reset()
+    frames, games, game = [frame], [0], 0
+    for _ in range(steps):
+        s = env.step(policy.act(frame))
+        frame = s.frame
+        if s.done:
+            game += 1
+            frame = env.reset()
+            policy.reset()
+        frames.append(frame)
+        games.append(game)
+    return np.stack(frames), np.array(games)
+
+
+def _persistent(x: np.ndarray) -> np.ndarray:
+    """(T, ...) bool -> (T, ...) bool: true at t when x holds at t..t+PERSIST-1."""
+    out = x[: len(x) - PERSIST + 1].copy()
+    for k in range(1, PERSIST):
+        out &= x[k : len(x) - PERSIST + 1 + k]
+    return out
+
+
+def brick_changes(slots: np.ndarray) -> tuple[int, int]:
+    """(broken, rises) of one game's brick slots (T, 6, 18) bool, each needing `PERSIST` frames of its state."""
+    if len(slots) < PERSIST:
+        return 0, 0
+    stand, empty = _persistent(slots), _persistent(~slots)
+    was_standing = np.maximum.accumulate(stand, 0)  # (T', 6, 18): stood at some frame so far
+    gone_after = was_standing[:-1] & empty[1:]  # emptied after having stood
+    broken = int(gone_after.any(0).sum())
+    was_gone = np.maximum.accumulate(np.concatenate([np.zeros_like(empty[:1]), gone_after], 0), 0)
+    rises = int((was_gone[:-1] & stand[1:] & ~stand[:-1]).sum())  # a slot standing again after it was broken
+    return broken, rises
+
+
+def stable_runs(values: list[int | None]) -> list[int]:
+    """The values of the runs of equal readings at least `PERSIST` frames long, in order: a digit misread for
+    a frame or two (the real game blends two frames where a digit changes) is not a change."""
+    out: list[int] = []
+    run_value, run_len = None, 0
+    for v in [*values, None]:
+        if v == run_value and v is not None:
+            run_len += 1
+            continue
+        if run_value is not None and run_len >= PERSIST and (not out or out[-1] != run_value):
+            out.append(run_value)
+        run_value, run_len = v, 1
+    return out
+
+
+def figures(frames: np.ndarray, games: np.ndarray | None = None) -> dict[str, Any]:
+    """The probe's figures for frames (T, 84, 64, 3) uint8, split into games by `games` (T,) (default one)."""
+    games = np.zeros(len(frames), int) if games is None else np.asarray(games)
+    objs = [detect(f) for f in frames]
+    boards = [read_scoreboard(f) for f in frames]
+    slots = np.stack([bricks(f) for f in frames])  # (T, 6, 18)
+    broken = rises = lives_lost = lives_rises = score_drops = 0
+    for g in np.unique(games):
+        idx = np.nonzero(games == g)[0]
+        b, r = brick_changes(slots[idx])
+        broken, rises = broken + b, rises + r
+        dl = np.diff(np.array(stable_runs([boards[i].lives for i in idx]), int))
+        ds = np.diff(np.array(stable_runs([boards[i].score for i in idx]), int))
+        lives_lost += int((dl < 0).sum())
+        lives_rises += int((dl > 0).sum())
+        score_drops += int((ds < 0).sum())
+    return {
+        "frames": len(frames),
+        "paddle_visible": float(np.mean([o.paddle_x is not None for o in objs])),
+        "two_balls": int(sum(o.n_balls > 1 for o in objs)),
+        "two_paddles": int(sum(o.n_paddles > 1 for o in objs)),
+        "ball_in_play": float(np.mean([o.ball_visible for o in objs])),
+        "bricks_broken": broken,
+        "brick_rises": rises,
+        "lives_lost": lives_lost,
+        "lives_rises": lives_rises,
+        "score_drops": score_drops,
+        "games": int(len(np.unique(games))),
+    }
+
+
+def endless(dream: Env, steps: int = 2000, seed: int = 0, real: Env | None = None) -> dict[str, Any]:
+    """Figures of `steps` autopilot frames in `dream`, with the real game's as `real_*` when `real` is given."""
+    out = {f"endless_{k}": v for k, v in figures(*autopilot(dream, steps, seed)).items()}
+    if real is not None:
+        out.update({f"endless_real_{k}": v for k, v in figures(*autopilot(real, steps, seed)).items()})
+    out["endless_gates"] = {k: _holds(out.get(f"endless_{k}"), *ENDLESS_GATES[k]) for k in ENDLESS_GATES}
+    return out
+
+
+def _holds(v: float | None, op: str, bound: float) -> bool | None:
+    return None if v is None else (v >= bound if op == ">=" else v <= bound)
