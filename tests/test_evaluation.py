@@ -329,3 +329,22 @@ def test_analyze_cli(tmp_path: Path, breakout_file: Path, tiny_run: Path, capsys
     assert "RIGHT" in capsys.readouterr().out
     for f in ("vqvae/codebook_usage.png", "vqvae/worst_reconstructions.png", "actions/actions.png"):
         assert (tmp_path / f).stat().st_size > 0, f
+
+
+def test_gameplay_probes_on_the_perfect_and_copy_models() -> None:
+    """Bounce and flight of issue 15 on the toy game: the exact model turns with every real bounce and tracks
+    the ball to the pixel; copying the last frame turns never and leaves the ball behind."""
+    from neuroplay.evaluation.gameplay import gameplay_probes
+
+    eps = fake_episodes(n_episodes=4, length=72, seed=1)
+    vq, data = FakeVQ(), EvalData(eps)
+    s = all_samples(eps.episode_lengths, np.arange(eps.n_episodes))
+    kw = dict(states=6, flight_steps=12, reset_tries=0)
+    g = gameplay_probes(vq, GameModel(), data, s, **kw)
+    assert g["bounce_states"] == 6 and g["bounce_rate"] == g["bounce_real_rate"] == 1.0
+    assert g["flight_states"] == 6 and g["flight_visible"] == g["flight_real_visible"] == 1.0
+    assert g["flight_pos_err"] == 0.0
+    assert g["hit_states"] == g["lost_states"] == 0  # the toy has no bricks and never loses its ball
+    c = gameplay_probes(vq, CopyModel(), data, s, **kw)
+    assert c["bounce_rate"] == 0.0 and c["bounce_real_rate"] == 1.0
+    assert c["flight_pos_err"] > 3  # a frozen ball is seen in every frame, in the wrong place

@@ -63,7 +63,8 @@ def ball_alive(objs: list[Objects]) -> bool:
     return max(max(xs) - min(xs), max(ys) - min(ys)) >= 2  # type: ignore[type-var, operator]
 
 
-def _scan(cands: np.ndarray, need: int, check: Callable[[np.ndarray], np.ndarray], chunk: int = 128) -> np.ndarray:
+def scan_states(cands: np.ndarray, need: int, check: Callable[[np.ndarray], np.ndarray],
+                chunk: int = 128) -> np.ndarray:
     """The first `need` candidates (in order) for which `check(chunk) -> bool mask` holds."""
     found: list[np.ndarray] = []
     n = 0
@@ -80,7 +81,7 @@ def _scan(cands: np.ndarray, need: int, check: Callable[[np.ndarray], np.ndarray
 @torch.inference_mode()
 def run_probes(
     vq: Any, wm: Any, data: EvalData, samples: np.ndarray, *, response_states: int = 200, response_steps: int = 3,
-    fire_states: int = 100, fire_steps: int = 5, ball_states: int = 100, ball_steps: int = 30, seed: int = 0,
+    fire_states: int = 100, fire_steps: int = 8, ball_states: int = 100, ball_steps: int = 30, seed: int = 0,
     batch_size: int = 32, device: torch.device | str = "cpu", use_cache: bool | None = None,
     decode: DecodeConfig = ARGMAX,
 ) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def run_probes(
     return out
 
 
-def _dream(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dream_frames(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dreams from each state's real history under actions (n, H): decoded frames (n, H, 84, 64, 3) uint8, the
     decoded last history frame (n, 84, 64, 3), and whether each dreamed frame still looks like the game (n, H):
     PSNR >= `SANE_PSNR` against that frame. Decoded noise can fool the detector; only sane frames count."""
@@ -134,12 +135,12 @@ def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, An
         x = paddle_x(src.real_uint8(data.rows(c)))
         return ~np.isnan(x) & (x >= lo) & (x <= hi)
 
-    states = _scan(cands, n, check)
+    states = scan_states(cands, n, check)
     if len(states) == 0:
         return {"action_response_rate": None, "action_response_states": 0}
     k = len(states)
     acts = np.concatenate([np.full((k, steps), RIGHT), np.full((k, steps), LEFT)])
-    frames, last, sane = _dream(ctx, np.concatenate([states, states]), acts)  # (2k, steps, 84, 64, 3)
+    frames, last, sane = dream_frames(ctx, np.concatenate([states, states]), acts)  # (2k, steps, 84, 64, 3)
     x0, ok_all = paddle_x(last[:k]), sane.all(1)
     x = paddle_x(frames.reshape(-1, 84, 64, 3)).reshape(2 * k, steps)
     dx_r, dx_l = paddle_move(x0, x[:k], ok_all[:k]), paddle_move(x0, x[k:], ok_all[k:])
@@ -159,12 +160,12 @@ def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
         pad = np.array([o.paddle_x is not None for o in objs]).reshape(len(c), 4)[:, -1]
         return ~ball.any(1) & pad
 
-    states = _scan(cands, n, check)
+    states = scan_states(cands, n, check)
     if len(states) == 0:
         return {"fire_launch_rate": None, "noop_launch_rate": None, "fire_states": 0}
     k = len(states)
     acts = np.concatenate([np.full((k, steps), FIRE), np.full((k, steps), NOOP)])
-    frames, _, sane = _dream(ctx, np.concatenate([states, states]), acts)
+    frames, _, sane = dream_frames(ctx, np.concatenate([states, states]), acts)
     seen = np.array([any(ok and detect(f).ball_visible for f, ok in zip(d, sn)) for d, sn in zip(frames, sane)])
     return {"fire_launch_rate": float(seen[:k].mean()), "noop_launch_rate": float(seen[k:].mean()),
             "fire_states": k, "fire_steps": steps}
@@ -184,11 +185,11 @@ def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
             ok[i] = ball_alive([detect(f) for f in src.real_uint8(rows[i] + 1 + np.arange(steps))])
         return ok
 
-    states = _scan(cands, n, check)
+    states = scan_states(cands, n, check)
     if len(states) == 0:
         return {"ball_alive_rate": None, "ball_states": 0}
     acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(steps)]
-    frames, _, sane = _dream(ctx, states, acts)
+    frames, _, sane = dream_frames(ctx, states, acts)
     objs = [[detect(f) if ok else NOTHING for f, ok in zip(d, sn)] for d, sn in zip(frames, sane)]
     alive = np.array([ball_alive(o) for o in objs])
     return {"ball_alive_rate": float(alive.mean()), "ball_states": len(states), "ball_steps": steps}

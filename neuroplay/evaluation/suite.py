@@ -24,6 +24,7 @@ from neuroplay.checkpoint import load_pair
 from neuroplay.config import ARGMAX, DecodeConfig, DecodeMode
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
+from neuroplay.evaluation.gameplay import gameplay_probes
 from neuroplay.evaluation.indices import INDICES_FILE, load_or_create
 from neuroplay.evaluation.metrics import EvalData, evaluate
 from neuroplay.evaluation.probes import run_probes
@@ -31,6 +32,8 @@ from neuroplay.evaluation.report import beats_copy_last, rollout_examples, table
 
 CANARY_ROLLOUTS = 100
 ENDLESS_STEPS = {"canary": 300, "fastval": 2000, "gold": 2000}
+GAMEPLAY_STATES = {"canary": 12, "fastval": 100, "gold": 100}
+"""Per tier: states of each gameplay probe of issue 15 (`evaluation.gameplay`)."""
 """Per tier: autopilot steps of the endless-dream probe (issue 15's gates are over 2,000)."""
 PROBES: dict[str, tuple[int, int, int]] = {"canary": (20, 10, 10), "fastval": (200, 100, 100), "gold": (200, 100, 100)}
 """Per tier: (action-response states, FIRE states, ball-alive states)."""
@@ -72,6 +75,9 @@ class EvalConfig:
     """FIRE-launch probe states (-1: tier default, canary 10, else 100; 0: skip)."""
     ball_states: int = -1
     """Ball-alive probe states (-1: tier default, canary 10, else 100; 0: skip)."""
+    gameplay_states: int = -1
+    """States of each issue-15 gameplay probe: flight, bounce, brick hit, lost ball (-1: canary 12, else 100;
+    0: skip, the reset-screen launch included)."""
     endless_steps: int = -1
     """Endless-dream probe: autopilot steps from the reset screen, beside the real game (-1: canary 300, else
     2000; 0: skip)."""
@@ -142,7 +148,8 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
                                                 PROBES[cfg.tier])]
     if cfg.progress_bar:  # the plan up front; the bar below gives the ETA once the first batch is scored
         print(f"eval {cfg.tier}: {len(samples)} samples at h1, {min(n_roll or len(samples), len(samples))} rolled "
-              f"out to h{cfg.horizon}; probes on {sizes[0]}/{sizes[1]}/{sizes[2]} states (response/FIRE/ball); "
+              f"out to h{cfg.horizon}; probes on {sizes[0]}/{sizes[1]}/{sizes[2]} states (response/FIRE/ball), "
+              f"gameplay probes on {cfg.gameplay_states if cfg.gameplay_states >= 0 else GAMEPLAY_STATES[cfg.tier]}; "
               f"endless dream {n_end} steps; decoder {decode.label()}", file=sys.stderr)
     bar = tqdm(total=len(samples), desc=f"eval {cfg.tier}", disable=not cfg.progress_bar, file=sys.stderr,
                dynamic_ncols=True)
@@ -157,6 +164,9 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
                             ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec)
         tag = "_argmax" if dec is not decode else ""
         metrics.update({k + tag: v for k, v in probes.items()})
+    n_game = cfg.gameplay_states if cfg.gameplay_states >= 0 else GAMEPLAY_STATES[cfg.tier]
+    metrics.update(gameplay_probes(vq, wm, data, samples, states=n_game, seed=cfg.seed, batch_size=cfg.batch_size,
+                                   device=device, decode=decode))
     if n_end > 0:
         metrics.update(endless_probe(vq, wm, device, decode, n_end, cfg))
     t3 = time.perf_counter()

@@ -1,0 +1,212 @@
+"""Gameplay probes of issue 15, each beside the real game's figure on the same states.
+
+- `reset_launch`: from the reset screen (a fresh emulator's first frame and 3 NOOPs), FIRE shows a ball on
+  the first dreamed frame, over `reset_tries` decoder seeds (argmax: every try alike); NOOP is the control.
+  The real game does it every time (checked here with ALE, not assumed).
+- `flight`: from mid-game states with the ball in play, the tracker autopilot plays the dream for
+  `flight_steps` frames, reading the dreamed pixels as it reads the real ones; the share of dreamed frames
+  that show a ball, beside the share of the recorded real frames that do. And under the recorded actions,
+  the median distance between the dreamed and the real ball over the first 5 frames, where both show one.
+- `bounce`, `hit`, `lost`: states whose real continuation has the event 1-3 frames ahead (found by the
+  detector, as `frame_events` finds them for training), dreamed under the recorded actions. A bounce counts
+  when the dreamed ball flips direction within one frame of the real flip; a hit when the dreamed wall loses
+  a brick within one frame of the real one (and, separately, when the dreamed score rises); a lost ball when
+  the dreamed ball vanishes within one frame of the real one and the lives digit then counts down. The same test
+  on the real frames gives the figure beside it (the detector's own ceiling).
+
+States come from the tier's samples in a seeded order (`probes.scan_states`), as the other probes'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuroplay.envs.breakout import (
+    BOUNCE,
+    LOST,
+    TrackerPolicy,
+    bricks,
+    detect,
+    frame_events,
+    lives_shown,
+    read_scoreboard,
+)
+from neuroplay.evaluation.metrics import FIRE, NOOP, SANE_PSNR, Dreamer, EvalData, FrameSource, frame_psnr, to_uint8
+from neuroplay.evaluation.probes import dream_frames, scan_states
+from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
+
+LEAD = 3
+"""The event happens 1..LEAD frames after the last history frame."""
+EVENT_WINDOW = {"bounce": LEAD + 2, "hit": LEAD + 2, "lost": LEAD + 10}
+"""Frames dreamed after the history for each event probe: the lives digit counts down 6-8 frames after a
+lost ball vanishes (held-out play)."""
+
+
+def event_steps(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Frames (T, 84, 64, 3) of one window -> per frame bool (T,) of each event: "bounce" and "lost" (the
+    ball's direction flipped; it vanished low and stayed gone, or the lives digit counted down: as
+    `frame_events` finds them for training), "hit" (a standing brick fewer than the frame before), "lives_down"
+    (the lives digit below the window's first reading) and "gone" (no ball seen)."""
+    ev = frame_events(frames, np.zeros(len(frames) - 1, np.float32), np.array([len(frames) - 1]))
+    lives = lives_shown(frames)
+    first = lives[lives >= 0][0] if (lives >= 0).any() else -1
+    nb = np.array([bricks(f).sum() for f in frames])
+    return {"bounce": (ev & BOUNCE) > 0, "lost": (ev & LOST) > 0, "hit": np.concatenate([[False], np.diff(nb) < 0]),
+            "lives_down": (lives >= 0) & (first >= 0) & (lives < first),
+            "gone": np.array([not detect(f).ball_visible for f in frames])}
+
+
+def _hit_score(frames: np.ndarray, k: int) -> bool:
+    """The score read after the hit (frames k..k+1 of the window) is above the score before it (frame k-1)."""
+    s = [read_scoreboard(f).score for f in frames[max(k - 1, 0) : k + 2]]
+    return s[0] is not None and any(x is not None and x > s[0] for x in s[1:])
+
+
+def _passes(kind: str, ev: dict[str, np.ndarray], k: int) -> bool:
+    """Does a window (index 0 = 2 frames before the last history frame) show `kind` as the real one did at k?"""
+    lo, hi = max(k - 1, 3), min(k + 2, len(ev[kind]))
+    if kind == "lost":  # the ball vanishes within a frame of the real one, and the lives digit counts down
+        return bool(ev["gone"][lo:hi].any() and ev["lives_down"].any())
+    return bool(ev[kind][lo:hi].any())
+
+
+def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, Any]:
+    data, src = ctx[1], ctx[2]
+    h = EVENT_WINDOW[kind]
+    cands = cands[cands[:, 1] + h <= data.episode_lengths[cands[:, 0]]]
+    found: dict[tuple[int, int], int] = {}
+
+    def check(c: np.ndarray) -> np.ndarray:
+        rows = (data.rows(c)[:, None] + np.arange(-2, h + 1)).reshape(-1)
+        wins = src.real_uint8(rows).reshape(len(c), h + 3, 84, 64, 3)
+        ok = np.zeros(len(c), bool)
+        for i, w in enumerate(wins):
+            ev = event_steps(w)
+            at = [j for j in range(3, 3 + LEAD) if ev[kind][j]]  # index 3 = frame t+1
+            history_clean = not ev[kind][:3].any() and not (kind == "lost" and ev["gone"][:3].any())
+            if at and history_clean:
+                ok[i] = True
+                found[(int(c[i, 0]), int(c[i, 1]))] = at[0]
+        return ok
+
+    states = scan_states(cands, n, check)
+    if len(states) == 0:
+        return {f"{kind}_rate": None, f"{kind}_states": 0}
+    ks = np.array([found[(int(e), int(t))] for e, t in states])
+    acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(h)]
+    dreamed, _, sane = dream_frames(ctx, states, acts)  # (n, h, 84, 64, 3)
+    rows = (data.rows(states)[:, None] + np.arange(-2, h + 1)).reshape(-1)
+    real = src.real_uint8(rows).reshape(len(states), h + 3, 84, 64, 3)
+    ok_dream, ok_real, score_dream, score_real = [], [], [], []
+    for i in range(len(states)):
+        win = np.concatenate([real[i, :3], np.where(sane[i][:, None, None, None], dreamed[i], 0)])
+        ok_dream.append(_passes(kind, event_steps(win), ks[i]))
+        ok_real.append(_passes(kind, event_steps(real[i]), ks[i]))
+        if kind == "hit":
+            score_dream.append(_hit_score(win, ks[i]))
+            score_real.append(_hit_score(real[i], ks[i]))
+    out = {f"{kind}_rate": float(np.mean(ok_dream)), f"{kind}_real_rate": float(np.mean(ok_real)),
+           f"{kind}_states": len(states)}
+    if kind == "hit":
+        out.update(hit_score_rate=float(np.mean(score_dream)), hit_score_real_rate=float(np.mean(score_real)))
+    return out
+
+
+def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
+    """The tracker plays the dream from each state; plus the ball's position error under recorded actions."""
+    wm, data, src, bs, use_cache, decode, seed = ctx
+    seen_dream: list[bool] = []
+    seen_real: list[np.ndarray] = []
+    for i in range(0, len(states), bs):
+        s = states[i : i + bs]
+        rows = data.rows(s)
+        hist = src.fetch((rows[:, None] + np.arange(-3, 1)).reshape(-1), pixels=False)[0].view(len(s), 4, -1)
+        ha = torch.from_numpy(np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)).long().to(hist.device)
+        dreamer = Dreamer(wm, hist, use_cache, ha)
+        dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device) if decode.mode != "argmax" else None
+        players = [TrackerPolicy(noise=0.0, seed=seed + j) for j in range(len(s))]
+        last = src.real_uint8(rows)
+        for p, f0 in zip(players, src.real_uint8(rows - 1)):
+            p.act(f0)  # the tracker has seen the ball move before the dream starts
+        frame, prev = last, hist[:, -1]
+        for _ in range(steps):
+            a = torch.tensor([p.act(f) for p, f in zip(players, frame)], device=hist.device)
+            lg = dreamer.logits(a)
+            tok = lg.argmax(-1) if dec is None else dec(lg, prev)
+            dreamer.push(tok, a)
+            frame, prev = to_uint8(src.decode01(tok)), tok
+            sane = frame_psnr(frame, last) >= SANE_PSNR
+            seen_dream.extend(bool(ok) and detect(f).ball_visible for f, ok in zip(frame, sane))
+        real = src.real_uint8((rows[:, None] + 1 + np.arange(steps)).reshape(-1))
+        seen_real.append(np.array([detect(f).ball_visible for f in real]))
+    out: dict[str, Any] = {"flight_visible": float(np.mean(seen_dream)),
+                           "flight_real_visible": float(np.mean(np.concatenate(seen_real))),
+                           "flight_states": len(states), "flight_steps": steps}
+    acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(5)]
+    dreamed, _, sane = dream_frames(ctx, states, acts)
+    real5 = src.real_uint8((data.rows(states)[:, None] + 1 + np.arange(5)).reshape(-1)).reshape(dreamed.shape)
+    err = []
+    for d, r, ok in zip(dreamed.reshape(-1, 84, 64, 3), real5.reshape(-1, 84, 64, 3), sane.reshape(-1)):
+        od, orl = detect(d), detect(r)
+        if ok and od.ball_visible and orl.ball_visible:
+            err.append(np.hypot(od.ball_x - orl.ball_x, od.ball_y - orl.ball_y))  # type: ignore[operator]
+    out["flight_pos_err"] = float(np.median(err)) if err else None
+    out["flight_pos_pairs"] = len(err)
+    return out
+
+
+def _reset_launch(ctx: tuple, tries: int) -> dict[str, Any]:
+    from neuroplay.envs.dream import real_history
+    from neuroplay.envs.real import RealEnv
+
+    wm, _, src, _, use_cache, decode, seed = ctx
+    frames = real_history(seed)  # (4, 84, 64, 3): the reset screen and 3 NOOPs
+    tok = src.encode(torch.from_numpy(frames).to(src.device))  # (4, 336)
+    out: dict[str, Any] = {"reset_tries": tries}
+    for name, action in (("reset_launch", FIRE), ("reset_noop", NOOP)):
+        hist = tok[None].expand(tries, -1, -1)
+        d = Dreamer(wm, hist, use_cache, torch.zeros(tries, 3, dtype=torch.long, device=src.device))
+        lg = d.logits(torch.full((tries,), action, device=src.device))
+        dec = TokenDecoder(decode, seed, src.device) if decode.mode != "argmax" else None
+        first = to_uint8(src.decode01(lg.argmax(-1) if dec is None else dec(lg, hist[:, -1])))
+        out[f"{name}_rate"] = float(np.mean([detect(f).ball_visible for f in first]))
+    env = RealEnv(seed=seed)
+    env.reset()
+    for _ in range(3):
+        env.step(NOOP)
+    out["reset_launch_real_rate"] = float(detect(env.step(FIRE).frame).ball_visible)
+    return out
+
+
+@torch.inference_mode()
+def gameplay_probes(
+    vq: Any, wm: Any, data: EvalData, samples: np.ndarray, *, states: int = 100, flight_steps: int = 30,
+    reset_tries: int = 20, seed: int = 0, batch_size: int = 32, device: torch.device | str = "cpu",
+    use_cache: bool | None = None, decode: DecodeConfig = ARGMAX,
+) -> dict[str, Any]:
+    """The issue-15 probes on up to `states` states each (0 skips them all; `reset_tries` 0 skips the reset-screen
+    launch, which needs the emulator). Returns a JSON-able dict."""
+    if states <= 0:
+        return {}
+    device = torch.device(device)
+    src = FrameSource(data, vq, device, max(batch_size, 64))
+    cands = np.asarray(samples, np.int64)[np.random.default_rng([seed, 15]).permutation(len(samples))]
+    ctx = (wm, data, src, batch_size, use_cache, decode, seed)
+    out = _reset_launch(ctx, reset_tries) if reset_tries > 0 else {}
+    fl = cands[cands[:, 1] + flight_steps <= data.episode_lengths[cands[:, 0]]]
+
+    def moving(c: np.ndarray) -> np.ndarray:
+        rows = data.rows(c)
+        a, b = [detect(f) for f in src.real_uint8(rows - 1)], [detect(f) for f in src.real_uint8(rows)]
+        return np.array([p.ball_visible and q.ball_visible and (p.ball_x, p.ball_y) != (q.ball_x, q.ball_y)
+                         for p, q in zip(a, b)], bool)
+
+    flying = scan_states(fl, states, moving)
+    if len(flying):
+        out.update(_flight(ctx, flying, flight_steps))
+    for kind in ("bounce", "hit", "lost"):
+        out.update(_event_probe(ctx, cands, kind, states))
+    return out
