@@ -327,7 +327,10 @@ def test_analyze_cli(tmp_path: Path, breakout_file: Path, tiny_run: Path, capsys
     assert "perplexity" in capsys.readouterr().out
     assert main(["analyze", "actions", *common, "--states", "2"]) == 0
     assert "RIGHT" in capsys.readouterr().out
-    for f in ("vqvae/codebook_usage.png", "vqvae/worst_reconstructions.png", "actions/actions.png"):
+    assert main(["analyze", "dream", *common, "--states", "3"]) == 0
+    assert "3 states whose real next frame shows the ball" in capsys.readouterr().out
+    for f in ("vqvae/codebook_usage.png", "vqvae/worst_reconstructions.png", "actions/actions.png",
+              "dream/dream_ball.png"):
         assert (tmp_path / f).stat().st_size > 0, f
 
 
@@ -348,3 +351,13 @@ def test_gameplay_probes_on_the_perfect_and_copy_models() -> None:
     c = gameplay_probes(vq, CopyModel(), data, s, **kw)
     assert c["bounce_rate"] == 0.0 and c["bounce_real_rate"] == 1.0
     assert c["flight_pos_err"] > 3  # a frozen ball is seen in every frame, in the wrong place
+
+
+def test_analyze_dream_counts_the_balls_it_shows(tmp_path: Path) -> None:
+    from neuroplay.evaluation.analyze import analyze_dream
+
+    eps = fake_episodes(n_episodes=4, length=40, seed=2)
+    vq, data = FakeVQ(), EvalData(eps)
+    s = all_samples(eps.episode_lengths, np.arange(eps.n_episodes))
+    assert analyze_dream(vq, GameModel(), data, s, tmp_path, n=5)["dream_shows_ball"] == 5
+    assert analyze_dream(vq, CopyModel(), data, s, tmp_path, n=5)["dream_shows_ball"] == 0  # one token behind

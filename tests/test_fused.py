@@ -19,7 +19,7 @@ import torch
 
 from neuroplay.config import ARGMAX, WMConfig, get_preset
 from neuroplay.engine import DreamEngine
-from neuroplay.evaluation.metrics import Dreamer, rollout
+from neuroplay.evaluation.dreamer import Dreamer, rollout
 from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
 

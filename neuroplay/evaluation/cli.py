@@ -25,7 +25,7 @@ class AnalyzeConfig:
     worst: int = 8
     """vqvae: worst-reconstructed frames to show."""
     states: int = 6
-    """actions: game states to show."""
+    """actions, dream: game states to show."""
     out: str = "analysis"
     """Folder for the PNGs (a subfolder per analysis)."""
     device: str = "auto"
@@ -63,8 +63,9 @@ def run_eval(args: argparse.Namespace) -> int:
 def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="codebook usage and reconstructions, or the effect of each action",
                        description=(AnalyzeConfig.__doc__ or "").strip())
-    p.add_argument("what", choices=["vqvae", "actions"], help="vqvae: codebook and reconstructions; "
-                   "actions: the 4 predicted next frames from the same history")
+    p.add_argument("what", choices=["vqvae", "actions", "dream"], help="vqvae: codebook and reconstructions; "
+                   "actions: the 4 predicted next frames from the same history; dream: real / reconstruction / "
+                   "1-step dream on states with the ball")
     add_dataclass_args(p, AnalyzeConfig)
 
 
@@ -73,7 +74,14 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     from neuroplay.checkpoint import load_checkpoint, load_pair, read_info
     from neuroplay.device import resolve_device
-    from neuroplay.evaluation.analyze import actions_table, analyze_actions, analyze_vqvae, vqvae_table
+    from neuroplay.evaluation.analyze import (
+        actions_table,
+        analyze_actions,
+        analyze_dream,
+        analyze_vqvae,
+        dream_table,
+        vqvae_table,
+    )
     from neuroplay.evaluation.suite import load_data, samples_for
 
     cfg = build(AnalyzeConfig, args)
@@ -87,6 +95,11 @@ def run_analyze(args: argparse.Namespace) -> int:
         s = samples_for(data, cfg.split, cfg.val_fraction, cfg.seed, cfg.frames)
         r = analyze_vqvae(vq, data, s, out, cfg.worst, cfg.batch_size, device)
         print(vqvae_table(r))
+    elif args.what == "dream":
+        vq, wm, _ = load_pair(ck, device)
+        r = analyze_dream(vq, wm, data, samples_for(data, cfg.split, cfg.val_fraction, cfg.seed), out, cfg.states,
+                          device)
+        print(dream_table(r))
     else:
         vq, wm, _ = load_pair(ck, device)
         s = samples_for(data, cfg.split, cfg.val_fraction, cfg.seed, cfg.states)

@@ -34,7 +34,8 @@ from neuroplay.envs.breakout import (
     lives_shown,
     read_scoreboard,
 )
-from neuroplay.evaluation.metrics import FIRE, NOOP, SANE_PSNR, Dreamer, EvalData, FrameSource, frame_psnr, to_uint8
+from neuroplay.evaluation.dreamer import Dreamer
+from neuroplay.evaluation.metrics import FIRE, NOOP, SANE_PSNR, EvalData, FrameSource, frame_psnr, to_uint8
 from neuroplay.evaluation.probes import dream_frames, scan_states
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 

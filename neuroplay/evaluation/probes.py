@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from neuroplay.envs.breakout import Objects, detect
+from neuroplay.evaluation.dreamer import rollout
 from neuroplay.evaluation.metrics import (
     FIRE,
     LEFT,
@@ -37,7 +38,6 @@ from neuroplay.evaluation.metrics import (
     frame_psnr,
     paddle_move,
     paddle_x,
-    rollout,
     to_uint8,
 )
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
