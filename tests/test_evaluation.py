@@ -292,7 +292,8 @@ def test_eval_cli_writes_json_and_report(tmp_path: Path, breakout_file: Path, ti
 
     out, rep, idx = tmp_path / "eval.json", tmp_path / "report", tmp_path / "idx.json"
     small = ["--limit", "12", "--horizon", "3", "--rollout-samples", "4", "--response-states", "2",
-             "--fire-states", "1", "--ball-states", "1", "--examples", "1", "--device", "cpu", "--no-progress-bar"]
+             "--fire-states", "1", "--ball-states", "1", "--examples", "1", "--device", "cpu", "--no-progress-bar",
+             "--gameplay-states", "2", "--endless-steps", "20"]
     rc = main(["eval", "--data", str(breakout_file), "--checkpoint", str(tiny_run), "--indices", str(idx),
                "--json", str(out), "--report", str(rep), *small])
     assert rc == 0
@@ -300,15 +301,18 @@ def test_eval_cli_writes_json_and_report(tmp_path: Path, breakout_file: Path, ti
     m = r["metrics"]
     assert m["n_samples"] == 12 and m["n_samples_rollout"] == 4
     for k in ("val_acc", "changed_token_acc", "rollout_psnr_h1", "copy_last_psnr_h1", "vq_recon_psnr",
-              "mirror_consistency", "action_sensitivity", "action_response_rate"):
+              "mirror_consistency", "action_sensitivity", "action_response_rate", "reset_launch_rate",
+              "reset_launch_real_rate", "endless_paddle_visible", "endless_real_paddle_visible", "decode"):
         assert k in m
+    assert m["reset_launch_real_rate"] == 1.0 and m["endless_real_paddle_visible"] == 1.0
     assert r["checkpoint"]["wm_sha256"] and r["data"][0]["sha256"]
     for f in ("report.md", "accuracy.png", "psnr.png", "rollouts.png", "rollouts.gif"):
         assert (rep / f).stat().st_size > 0, f
     assert "copy-last" in (rep / "report.md").read_text() and "token accuracy" in capsys.readouterr().out
     tokens = tiny_run / "atari_tokens_hires.npz"  # its token file shares the frozen indices
     rc = main(["eval", "--data", str(tokens), "--checkpoint", str(tiny_run), "--indices", str(idx), "--json", str(out),
-               *small[:2], "--horizon", "1", "--response-states", "0", "--fire-states", "0", "--ball-states", "0"])
+               *small[:2], "--horizon", "1", "--response-states", "0", "--fire-states", "0", "--ball-states", "0",
+               "--gameplay-states", "0", "--endless-steps", "0"])
     r = json.loads(out.read_text())
     assert rc == 0 and r["data"][0]["path"].endswith(tokens.name)
     assert r["metrics"]["psnr_reference"] == "vq_decoded_tokens" and r["metrics"]["vq_recon_psnr"] is None

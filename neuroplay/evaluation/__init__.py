@@ -2,7 +2,9 @@
 
 Library API (training and tools call these directly; `neuroplay eval` / `analyze` wrap them):
 `frozen_samples(files, tier)` gives a tier's data and samples, `evaluate(vq, wm, data, samples, ...)` its
-figures, `run_probes(...)` the behaviour checks, `run_suite(EvalConfig(...))` the whole command.
+figures, `run_probes(...)` the behaviour checks, `gameplay_probes(...)` the game's events (launch, flight,
+bounce, brick hit, lost ball), `endless(dream_env, steps)` a long autopilot dream beside the real game,
+`run_suite(EvalConfig(...))` the whole command.
 Names resolve lazily, so that parsing the command line (`neuroplay --help`) does not import torch.
 """
 
@@ -13,7 +15,8 @@ from typing import Any
 
 _WHERE = {
     "INDICES_FILE": "indices", "EvalIndices": "indices", "all_samples": "indices", "load_or_create": "indices",
-    "EvalData": "metrics", "evaluate": "metrics", "psnr_from_mse": "metrics", "rollout": "metrics",
+    "EvalData": "metrics", "evaluate": "metrics", "psnr_from_mse": "metrics", "rollout": "dreamer",
+    "Dreamer": "dreamer", "gameplay_probes": "gameplay", "endless": "endless",
     "ball_alive": "probes", "run_probes": "probes", "EvalConfig": "suite", "run_suite": "suite",
     "frozen_samples": "suite",
 }
