@@ -105,9 +105,16 @@ class FrameSource:
     def _chunks(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return torch.cat([fn(x[i : i + self.batch]) for i in range(0, len(x), self.batch)])
 
+    def _unique(self, fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+        """`fn` over (n, 336) token frames, each distinct frame once (a VQ decode costs ~10 ms a frame on a CPU,
+        and an evaluation batch repeats frames: overlapping histories, LEFT and RIGHT dreams that agree)."""
+        flat = tokens.reshape(-1, 336)
+        u, inv = torch.unique(flat, dim=0, return_inverse=True)
+        return self._chunks(fn, u)[inv]
+
     def decode01(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (n, 336) or (n, 21, 16) -> pixels (n, 3, 84, 64) in [0, 1]."""
-        return self._chunks(lambda t: (self.vq.decode(t).float().clamp(-1, 1) + 1) / 2, tokens.reshape(-1, 336))
+        return self._unique(lambda t: (self.vq.decode(t).float().clamp(-1, 1) + 1) / 2, tokens)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (n, 84, 64, 3) or [-1, 1] float (n, 3, 84, 64) -> tokens (n, 336)."""
@@ -134,10 +141,7 @@ class FrameSource:
 
     def mirror(self, tokens: torch.Tensor) -> torch.Tensor:
         """M(x) = encode(flip_lr(decode(x))) for tokens (..., 336)."""
-        shape = tokens.shape
-        flat = tokens.reshape(-1, 336)
-        dec = self._chunks(lambda t: self.vq.decode(t).float().flip(-1), flat)
-        return self.encode(dec).reshape(shape)
+        return self._unique(lambda t: self.encode(self.vq.decode(t).float().flip(-1)), tokens).reshape(tokens.shape)
 
 
 def to_uint8(pix01: torch.Tensor) -> np.ndarray:
