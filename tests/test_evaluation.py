@@ -305,6 +305,7 @@ def test_eval_cli_writes_json_and_report(tmp_path: Path, breakout_file: Path, ti
               "reset_launch_real_rate", "endless_paddle_visible", "endless_real_paddle_visible", "decode"):
         assert k in m
     assert m["reset_launch_real_rate"] == 1.0 and m["endless_real_paddle_visible"] == 1.0
+    assert m["decode"] == "argmax" and m["play_psnr_h1"] is None  # no second rollout when play decodes by argmax
     assert r["checkpoint"]["wm_sha256"] and r["data"][0]["sha256"]
     for f in ("report.md", "accuracy.png", "psnr.png", "rollouts.png", "rollouts.gif"):
         assert (rep / f).stat().st_size > 0, f

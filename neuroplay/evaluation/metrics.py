@@ -361,7 +361,7 @@ def _summarize(acc: _Acc, horizon: int, n: int, n_roll: int, pix: bool, kind: st
             for k in ("ball_recall", "ball_precision", "false_ball_rate", "paddle_recall", "bricks_agree",
                       "digits_agree"):
                 out[f"{pre}dream_{k}_h{h}"] = o.get(k)
-        m = acc.ratio(f"play_se{h - 1}", f"d_px{h - 1}")
+        m = acc.ratio(f"play_se{h - 1}", f"d_px{h - 1}") if f"play_se{h - 1}" in acc.s else None  # argmax: none
         out[f"play_psnr_h{h}"] = None if m is None else psnr_from_mse(m)
     out["decode"] = decode.label()
     out["per_horizon"] = curve
