@@ -43,11 +43,9 @@ def time_parts(vq: object, wm: object, data: EvalData, s: np.ndarray, batch: int
         t0 = time.perf_counter()
         for i in range(0, len(s), batch):
             b = s[i : i + batch]
-            rows = (data.rows(b)[:, None] + np.arange(-3, 1)).reshape(-1)
-            hist = src.fetch(rows, pixels=False)[0].view(len(b), 4, -1)
+            hist, ha = src.history(b)
             acts = torch.from_numpy(data.actions[(data.transition_offsets[b[:, 0]] + b[:, 1])[:, None]
                                                  + np.arange(horizon)]).long()
-            ha = torch.from_numpy(np.stack([data.actions_at(b, k) for k in (-3, -2, -1)], 1)).long()
             rollout(wm, hist, acts, None, ha)
         out[name] = time.perf_counter() - t0
     t0 = time.perf_counter()

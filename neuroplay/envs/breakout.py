@@ -302,10 +302,10 @@ def frame_events(frames: np.ndarray, rewards: np.ndarray, episode_lengths: np.nd
         raise ValueError(f"frame_events: {len(frames)} frames and {len(rewards)} rewards do not fit "
                          f"episode_lengths (need {m} and {int(lens.sum())})")
     pos = ball_positions(frames).astype(np.float64)
-    return _events(pos, lives_shown(frames), np.asarray(rewards, np.float32), lens)
+    return track_events(pos, lives_shown(frames), np.asarray(rewards, np.float32), lens)
 
 
-def _events(pos: np.ndarray, lives: np.ndarray, rewards: np.ndarray, lens: np.ndarray) -> np.ndarray:
+def track_events(pos: np.ndarray, lives: np.ndarray, rewards: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """`frame_events` from per-frame ball positions (M, 2) (NaN: none) and lives (M,) (-1: unread)."""
     m = len(pos)
     idx = np.arange(m)

@@ -128,10 +128,8 @@ def analyze_actions(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_d
     d.mkdir(parents=True, exist_ok=True)
     src = FrameSource(data, vq, torch.device(device))
     n = len(samples)
-    rows = (data.rows(samples)[:, None] + np.arange(-3, 1)).reshape(-1)
-    hist = src.fetch(rows, pixels=False)[0].view(n, 4, -1)
-    hist_acts = np.stack([data.actions_at(samples, k) for k in (-3, -2, -1)], 1)  # (n, 3)
-    dream = Dreamer(wm, hist, history_actions=torch.from_numpy(hist_acts).long().to(hist.device))
+    hist, hist_acts = src.history(samples)
+    dream = Dreamer(wm, hist, history_actions=hist_acts)
     logp = [F.log_softmax(dream.logits(torch.full((n,), a, device=hist.device)), -1) for a in range(4)]
     preds = [lp.argmax(-1) for lp in logp]  # 4 x (n, 336)
     last = hist[:, -1]
@@ -178,8 +176,7 @@ def analyze_dream(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_dir
         if len(picked) >= n:
             break
     st = np.array(picked[:n], np.int64).reshape(-1, 2)
-    hist = src.fetch((data.rows(st)[:, None] + np.arange(-3, 1)).reshape(-1), pixels=False)[0].view(len(st), 4, -1)
-    ha = torch.from_numpy(np.stack([data.actions_at(st, k) for k in (-3, -2, -1)], 1)).long().to(hist.device)
+    hist, ha = src.history(st)
     act = torch.from_numpy(data.actions_at(st)).long().to(hist.device)
     dream = to_uint8(src.decode01(Dreamer(wm, hist, history_actions=ha).logits(act).argmax(-1)))
     real = src.real_uint8(data.rows(st) + 1)

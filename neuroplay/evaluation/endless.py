@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from neuroplay.envs.breakout import TrackerPolicy, bricks, detect, read_scoreboard
+from neuroplay.evaluation.objects import gates
 
 ENDLESS_GATES: dict[str, tuple[str, float]] = {
     "paddle_visible": (">=", 0.99),
@@ -137,9 +138,5 @@ def endless(dream: Env, steps: int = 2000, seed: int = 0, real: Env | None = Non
     out = {f"endless_{k}": v for k, v in figures(*autopilot(dream, steps, seed)).items()}
     if real is not None:
         out.update({f"endless_real_{k}": v for k, v in figures(*autopilot(real, steps, seed)).items()})
-    out["endless_gates"] = {k: _holds(out.get(f"endless_{k}"), *ENDLESS_GATES[k]) for k in ENDLESS_GATES}
+    out["endless_gates"] = gates({k: out[f"endless_{k}"] for k in ENDLESS_GATES}, ENDLESS_GATES)
     return out
-
-
-def _holds(v: float | None, op: str, bound: float) -> bool | None:
-    return None if v is None else (v >= bound if op == ">=" else v <= bound)

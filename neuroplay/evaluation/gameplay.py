@@ -28,11 +28,12 @@ from neuroplay.envs.breakout import (
     BOUNCE,
     LOST,
     TrackerPolicy,
+    ball_positions,
     bricks,
     detect,
-    frame_events,
     lives_shown,
     read_scoreboard,
+    track_events,
 )
 from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.metrics import FIRE, NOOP, SANE_PSNR, EvalData, FrameSource, frame_psnr, to_uint8
@@ -51,13 +52,13 @@ def event_steps(frames: np.ndarray) -> dict[str, np.ndarray]:
     ball's direction flipped; it vanished low and stayed gone, or the lives digit counted down: as
     `frame_events` finds them for training), "hit" (a standing brick fewer than the frame before), "lives_down"
     (the lives digit below the window's first reading) and "gone" (no ball seen)."""
-    ev = frame_events(frames, np.zeros(len(frames) - 1, np.float32), np.array([len(frames) - 1]))
-    lives = lives_shown(frames)
+    pos, lives = ball_positions(frames), lives_shown(frames)  # one detector pass and one digit read a frame
+    ev = track_events(pos, lives, np.zeros(len(frames) - 1, np.float32), np.array([len(frames) - 1]))
     first = lives[lives >= 0][0] if (lives >= 0).any() else -1
     nb = np.array([bricks(f).sum() for f in frames])
     return {"bounce": (ev & BOUNCE) > 0, "lost": (ev & LOST) > 0, "hit": np.concatenate([[False], np.diff(nb) < 0]),
             "lives_down": (lives >= 0) & (first >= 0) & (lives < first),
-            "gone": np.array([not detect(f).ball_visible for f in frames])}
+            "gone": np.isnan(pos[:, 0])}
 
 
 def _hit_score(frames: np.ndarray, k: int) -> bool:
@@ -124,10 +125,9 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     for i in range(0, len(states), bs):
         s = states[i : i + bs]
         rows = data.rows(s)
-        hist = src.fetch((rows[:, None] + np.arange(-3, 1)).reshape(-1), pixels=False)[0].view(len(s), 4, -1)
-        ha = torch.from_numpy(np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)).long().to(hist.device)
+        hist, ha = src.history(s)
         dreamer = Dreamer(wm, hist, use_cache, ha)
-        dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device) if decode.mode != "argmax" else None
+        dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
         players = [TrackerPolicy(noise=0.0, seed=seed + j) for j in range(len(s))]
         last = src.real_uint8(rows)
         for p, f0 in zip(players, src.real_uint8(rows - 1)):
@@ -136,7 +136,7 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
         for _ in range(steps):
             a = torch.tensor([p.act(f) for p, f in zip(players, frame)], device=hist.device)
             lg = dreamer.logits(a)
-            tok = lg.argmax(-1) if dec is None else dec(lg, prev)
+            tok = dec(lg, prev)
             dreamer.push(tok, a)
             frame, prev = to_uint8(src.decode01(tok)), tok
             sane = frame_psnr(frame, last) >= SANE_PSNR
@@ -171,8 +171,7 @@ def _reset_launch(ctx: tuple, tries: int) -> dict[str, Any]:
         hist = tok[None].expand(tries, -1, -1)
         d = Dreamer(wm, hist, use_cache, torch.zeros(tries, 3, dtype=torch.long, device=src.device))
         lg = d.logits(torch.full((tries,), action, device=src.device))
-        dec = TokenDecoder(decode, seed, src.device) if decode.mode != "argmax" else None
-        first = to_uint8(src.decode01(lg.argmax(-1) if dec is None else dec(lg, hist[:, -1])))
+        first = to_uint8(src.decode01(TokenDecoder(decode, seed, src.device)(lg, hist[:, -1])))
         out[f"{name}_rate"] = float(np.mean([detect(f).ball_visible for f in first]))
     env = RealEnv(seed=seed)
     env.reset()

@@ -133,6 +133,14 @@ class FrameSource:
             pix = self.decode01(tok) if pixels and self.vq is not None else None
         return tok[inv_t], None if pix is None else pix[inv_t]
 
+    def history(self, states: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's input at each (episode, t): tokens of frames t-3..t (n, 4, 336) and the actions taken at
+        t-3..t-1 (n, 3), which fused models condition those frames on."""
+        rows = (self.data.rows(states)[:, None] + np.arange(-3, 1)).reshape(-1)
+        hist = self.fetch(rows, pixels=False)[0].view(len(states), 4, -1)
+        acts = np.stack([self.data.actions_at(states, k) for k in (-3, -2, -1)], 1)  # (n, 3)
+        return hist, torch.from_numpy(acts).long().to(hist.device)
+
     def real_uint8(self, rows: np.ndarray) -> np.ndarray:
         """(n, 84, 64, 3) uint8 real frames: the file's pixels or the decoded tokens (for the detector)."""
         if self.data.kind == "frames":

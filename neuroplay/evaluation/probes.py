@@ -109,14 +109,10 @@ def dream_frames(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[n
     wm, data, src, bs, use_cache, decode, seed = ctx
     out, lasts = [], []
     for i in range(0, len(states), bs):
-        dec = None if decode.mode == "argmax" else TokenDecoder(decode, seed * 1_000_003 + i, src.device)
-        s = states[i : i + bs]
-        rows = data.rows(s)[:, None] + np.arange(-3, 1)
-        hist = src.fetch(rows.reshape(-1), pixels=False)[0].view(len(s), 4, -1)
+        hist, ha = src.history(states[i : i + bs])
         a = torch.from_numpy(actions[i : i + bs]).long().to(hist.device)
-        # The recorded actions at history frames t-3..t-1 (fused models condition those frames on them).
-        ha = np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)  # (b, 3)
-        pred = rollout(wm, hist, a, use_cache, torch.from_numpy(ha).long().to(hist.device), dec)  # (b, H, 336)
+        dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
+        pred = rollout(wm, hist, a, use_cache, ha, dec)  # (b, H, 336)
         out.append(to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3))
         lasts.append(to_uint8(src.decode01(hist[:, -1])))
     frames, last = np.concatenate(out), np.concatenate(lasts)

@@ -32,9 +32,9 @@ from neuroplay.evaluation.report import beats_copy_last, rollout_examples, table
 
 CANARY_ROLLOUTS = 100
 ENDLESS_STEPS = {"canary": 300, "fastval": 2000, "gold": 2000}
+"""Per tier: autopilot steps of the endless-dream probe (issue 15's gates are over 2,000)."""
 GAMEPLAY_STATES = {"canary": 12, "fastval": 100, "gold": 100}
 """Per tier: states of each gameplay probe of issue 15 (`evaluation.gameplay`)."""
-"""Per tier: autopilot steps of the endless-dream probe (issue 15's gates are over 2,000)."""
 PROBES: dict[str, tuple[int, int, int]] = {"canary": (20, 10, 10), "fastval": (200, 100, 100), "gold": (200, 100, 100)}
 """Per tier: (action-response states, FIRE states, ball-alive states)."""
 
@@ -144,12 +144,13 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     n_roll = cfg.rollout_samples if cfg.rollout_samples >= 0 else (CANARY_ROLLOUTS if cfg.tier == "canary" else 0)
     t1 = time.perf_counter()
     n_end = cfg.endless_steps if cfg.endless_steps >= 0 else ENDLESS_STEPS[cfg.tier]
+    n_game = cfg.gameplay_states if cfg.gameplay_states >= 0 else GAMEPLAY_STATES[cfg.tier]
     sizes = [c if c >= 0 else d for c, d in zip((cfg.response_states, cfg.fire_states, cfg.ball_states),
                                                 PROBES[cfg.tier])]
     if cfg.progress_bar:  # the plan up front; the bar below gives the ETA once the first batch is scored
         print(f"eval {cfg.tier}: {len(samples)} samples at h1, {min(n_roll or len(samples), len(samples))} rolled "
               f"out to h{cfg.horizon}; probes on {sizes[0]}/{sizes[1]}/{sizes[2]} states (response/FIRE/ball), "
-              f"gameplay probes on {cfg.gameplay_states if cfg.gameplay_states >= 0 else GAMEPLAY_STATES[cfg.tier]}; "
+              f"gameplay probes on {n_game}; "
               f"endless dream {n_end} steps; decoder {decode.label()}", file=sys.stderr)
     bar = tqdm(total=len(samples), desc=f"eval {cfg.tier}", disable=not cfg.progress_bar, file=sys.stderr,
                dynamic_ncols=True)
@@ -164,7 +165,6 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
                             ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec)
         tag = "_argmax" if dec is not decode else ""
         metrics.update({k + tag: v for k, v in probes.items()})
-    n_game = cfg.gameplay_states if cfg.gameplay_states >= 0 else GAMEPLAY_STATES[cfg.tier]
     metrics.update(gameplay_probes(vq, wm, data, samples, states=n_game, seed=cfg.seed, batch_size=cfg.batch_size,
                                    device=device, decode=decode))
     if n_end > 0:
