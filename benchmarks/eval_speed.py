@@ -43,10 +43,10 @@ def time_parts(vq: object, wm: object, data: EvalData, s: np.ndarray, batch: int
         t0 = time.perf_counter()
         for i in range(0, len(s), batch):
             b = s[i : i + batch]
-            hist, ha = src.history(b)
+            d = src.dreamer(wm, b)
             acts = torch.from_numpy(data.actions[(data.transition_offsets[b[:, 0]] + b[:, 1])[:, None]
                                                  + np.arange(horizon)]).long()
-            rollout(wm, hist, acts, None, ha)
+            rollout(d, acts)
         out[name] = time.perf_counter() - t0
     t0 = time.perf_counter()
     evaluate(vq, wm, data, s, horizon=10, batch_size=batch, rollout_samples=0)

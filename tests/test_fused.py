@@ -19,7 +19,7 @@ import torch
 
 from neuroplay.config import ARGMAX, WMConfig, get_preset
 from neuroplay.engine import DreamEngine
-from neuroplay.evaluation.dreamer import Dreamer, rollout
+from neuroplay.evaluation.dreamer import Dreamer, Dreamers, rollout
 from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
 
@@ -224,7 +224,7 @@ def test_dreamer_cache_and_plain_forward_agree() -> None:
     hist, acts = random_tokens((3, 4, 336), seed=11), random_tokens((3, 5), seed=12, n_vocab=4)
     h_act = random_tokens((3, 3), seed=13, n_vocab=4)
     with torch.inference_mode():
-        a = rollout(wm, hist, acts, use_cache=True, history_actions=h_act)
+        a = rollout(Dreamers(wm, [(np.arange(3), hist, h_act)], True), acts)
         for k in range(2):  # later steps differ by design: through the cache a step sees 3L+1 frames
             cached, plain = (Dreamer(wm, hist, use, h_act) for use in (True, False))
             if k:

@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 
 from neuroplay.config import ACTION_NAMES
 from neuroplay.envs.breakout import detect
-from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.metrics import (
     SANE_PSNR,
     EvalData,
@@ -128,11 +127,10 @@ def analyze_actions(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_d
     d.mkdir(parents=True, exist_ok=True)
     src = FrameSource(data, vq, torch.device(device))
     n = len(samples)
-    hist, hist_acts = src.history(samples)
-    dream = Dreamer(wm, hist, history_actions=hist_acts)
-    logp = [F.log_softmax(dream.logits(torch.full((n,), a, device=hist.device)), -1) for a in range(4)]
+    dream = src.dreamer(wm, samples)
+    logp = [F.log_softmax(dream.logits(torch.full((n,), a, device=src.device)), -1) for a in range(4)]
     preds = [lp.argmax(-1) for lp in logp]  # 4 x (n, 336)
-    last = hist[:, -1]
+    last = dream.last
     frames = to_uint8(src.decode01(torch.cat([last] + preds))).reshape(5, n, 84, 64, 3)
     x = paddle_x(frames.reshape(-1, 84, 64, 3)).reshape(5, n)
     sane = frame_psnr(frames[1:], frames[:1]) >= SANE_PSNR  # (4, n): predictions that still look like the game
@@ -176,9 +174,8 @@ def analyze_dream(vq: Any, wm: Any, data: EvalData, samples: np.ndarray, out_dir
         if len(picked) >= n:
             break
     st = np.array(picked[:n], np.int64).reshape(-1, 2)
-    hist, ha = src.history(st)
-    act = torch.from_numpy(data.actions_at(st)).long().to(hist.device)
-    dream = to_uint8(src.decode01(Dreamer(wm, hist, history_actions=ha).logits(act).argmax(-1)))
+    act = torch.from_numpy(data.actions_at(st)).long().to(src.device)
+    dream = to_uint8(src.decode01(src.dreamer(wm, st).logits(act).argmax(-1)))
     real = src.real_uint8(data.rows(st) + 1)
     recon = to_uint8(src.decode01(src.fetch(data.rows(st) + 1, pixels=False)[0]))
     hits = []

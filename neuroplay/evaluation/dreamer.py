@@ -6,8 +6,10 @@ its 4-frame forward on a rolled history. The play engine (`neuroplay.engine`) do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from neuroplay.models.decoding import TokenDecoder
@@ -74,15 +76,59 @@ class Dreamer:
                 self.hist_actions = torch.cat([self.hist_actions[:, 1:], a[:, None].long()], 1)  # (B, T-1)
 
 
-def rollout(wm: Any, history: torch.Tensor, actions: torch.Tensor, use_cache: bool | None = None,
-            history_actions: torch.Tensor | None = None, decoder: TokenDecoder | None = None) -> torch.Tensor:
-    """Open-loop dream: history (B, 4, 336), actions (B, H) -> predicted tokens (B, H, 336).
+class Dreamers:
+    """`Dreamer`s of one batch whose histories differ in length (a state near its episode's start has fewer
+    frames of context), stepped as one: `logits` and `push` take and give the whole batch in its order.
 
-    `history_actions` (B, 3): the actions taken at the history frames but the last (fused models; see Dreamer).
+    groups: (indices into the batch (b,), history (b, T, 336), actions taken at its frames but the last
+    (b, T-1)); the groups' indices partition range(B).
+    """
+
+    def __init__(self, wm: Any, groups: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]],
+                 use_cache: bool | None = None) -> None:
+        self.parts = [(torch.from_numpy(idx).to(h.device), Dreamer(wm, h, use_cache, a)) for idx, h, a in groups]
+        self.batch = sum(len(idx) for idx, _, _ in groups)
+        first = groups[0][1]
+        self.last = torch.empty(self.batch, first.shape[-1], dtype=first.dtype, device=first.device)
+        for idx, d in self.parts:
+            self.last[idx] = d.hist[:, -1]
+        """(B, 336) the newest frame: the last history frame, then the last pushed one."""
+
+    def logits(self, action: torch.Tensor) -> torch.Tensor:
+        """(B, 336, V) float logits of the next frame under `action` (B,)."""
+        out: torch.Tensor | None = None
+        for idx, d in self.parts:
+            lg = d.logits(action[idx])
+            if out is None:
+                out = lg.new_empty(self.batch, *lg.shape[1:])
+            out[idx] = lg
+        assert out is not None
+        return out
+
+    def push(self, tokens: torch.Tensor, action: torch.Tensor | None = None) -> None:
+        """Advance by the frame `tokens` (B, 336), dreamed under `action` (B,) (see `Dreamer.push`)."""
+        for idx, d in self.parts:
+            d.push(tokens[idx], None if action is None else action[idx])
+        self.last = tokens
+
+
+def context_frames(wm: Any) -> int:
+    """Frames before t that can change the prediction from t: the window (max_history - 1) for full attention;
+    for block-causal models that many more per layer, because a history frame's keys were computed from its
+    own window (`n_layers * (max_history - 1)`, 12 for lite). Play's KV cache carries exactly this context,
+    so the evaluation gives every state all of it (fewer at an episode's start, as play has)."""
+    cfg = getattr(wm, "cfg", None)
+    w = (cfg.max_history if cfg is not None else 4) - 1  # models without a config (test doubles) read 4 frames
+    return len(wm.blocks) * w if getattr(wm, "block_causal", False) else w
+
+
+def rollout(d: Dreamers, actions: torch.Tensor, decoder: TokenDecoder | None = None) -> torch.Tensor:
+    """Open-loop dream from `d` (fresh from its history) under actions (B, H) -> predicted tokens (B, H, 336).
+
     `decoder`: how tokens are drawn (play's decoder, `neuroplay.models.decoding`); None: argmax.
     """
-    d, preds = Dreamer(wm, history, use_cache, history_actions), []
-    prev = history[:, -1]
+    preds: list[torch.Tensor] = []
+    prev = d.last
     for k in range(actions.shape[1]):
         if k:
             d.push(preds[-1], actions[:, k - 1])
@@ -90,3 +136,78 @@ def rollout(wm: Any, history: torch.Tensor, actions: torch.Tensor, use_cache: bo
         preds.append(lg.argmax(-1) if decoder is None else decoder(lg, prev))
         prev = preds[-1]
     return torch.stack(preds, 1)
+
+
+RUN_STEPS = 64
+"""Longest run of samples in one sequence pass (a longer one is split; each part starts with its context)."""
+RUN_FRAMES = 160
+"""Frames per batch of the 1-step pass (bounds the windowed keys/values it holds, ~100 MB for lite)."""
+
+
+def plan_runs(samples: np.ndarray, context: int) -> list[tuple[int, int, int, np.ndarray]]:
+    """Group (episode, t) samples (n, 2) into runs for `h1_logits`: (episode, first frame, frames, indices of
+    the run's samples). A run's frames are first..first+frames-1; each sample t of it has its `context` frames
+    before t inside the run (or all since the episode's start). Samples closer than `context` + 1 share a run:
+    the frames between them cost no more than a new run's context."""
+    order = np.lexsort((samples[:, 1], samples[:, 0]))
+    runs: list[tuple[int, int, int, np.ndarray]] = []
+
+    def close(cur: list[int]) -> None:
+        e, t0, t1 = samples[cur[0], 0], samples[cur[0], 1], samples[cur[-1], 1]
+        first = max(0, int(t0) - context)
+        runs.append((int(e), first, int(t1) + 1 - first, np.array(cur)))
+
+    cur: list[int] = []
+    for i in order:
+        e, t = samples[i]
+        if cur and (e != samples[cur[0], 0] or t - samples[cur[-1], 1] > context + 1
+                    or t - samples[cur[0], 1] >= RUN_STEPS):
+            close(cur)
+            cur = []
+        cur.append(int(i))
+    if cur:
+        close(cur)
+    return runs
+
+
+def h1_logits(wm: Any, samples: np.ndarray, tokens_at: Callable[[int, np.ndarray], torch.Tensor],
+              actions_at: Callable[[int, np.ndarray], np.ndarray], batch_size: int = 32) -> torch.Tensor:
+    """1-step logits (n, 336, V) of (episode, t) samples (n, 2), in their order, each with its full context
+    (`context_frames`): equal to `Dreamers` from the same context to float precision (tested).
+
+    Block-causal models read whole runs of nearby samples in one sequence pass (`plan_runs`), each frame
+    once, instead of a context per sample: on the gold tier's consecutive samples a sample costs one frame
+    pass instead of 13. Other models (spec) get their 4-frame forward per sample.
+    `tokens_at(episode, frames)` -> (len, 336) tokens; `actions_at(episode, frames)` -> actions taken there.
+    """
+    ctx = context_frames(wm)
+    if not getattr(wm, "block_causal", False):
+        out = []
+        for i in range(0, len(samples), batch_size):
+            s = samples[i : i + batch_size]
+            hist = torch.stack([tokens_at(e, np.arange(t - ctx, t + 1)) for e, t in s])  # (B, 4, 336)
+            acts = torch.from_numpy(np.stack([actions_at(e, np.arange(t - ctx, t + 1)) for e, t in s])).long()
+            acts = acts.to(hist.device)  # (B, 4): the actions taken at the history frames
+            out.append(Dreamer(wm, hist, None, acts[:, :-1]).logits(acts[:, -1]))
+        return torch.cat(out)
+    by_len: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}
+    for r in plan_runs(samples, ctx):
+        by_len.setdefault(r[2], []).append(r)
+    result: torch.Tensor | None = None
+    for m, group in by_len.items():
+        per = max(1, RUN_FRAMES // m)
+        for j in range(0, len(group), per):
+            g = group[j : j + per]
+            frames = torch.stack([tokens_at(e, np.arange(f, f + m + 1)) for e, f, _, _ in g])  # (B, m+1, 336)
+            acts = torch.from_numpy(np.stack([actions_at(e, np.arange(f, f + m)) for e, f, _, _ in g])).long()
+            acts = acts.to(frames.device)  # (B, m): the action taken at each input frame
+            steps = sorted({int(samples[i, 1]) - f for _, f, _, idx in g for i in idx})
+            col = {st: k for k, st in enumerate(steps)}
+            lg = wm.forward_sequence(frames, acts, steps=torch.tensor(steps, device=frames.device)).logits
+            lg = lg.float()  # (B, len(steps), 336, V)
+            if result is None:
+                result = lg.new_empty(len(samples), *lg.shape[2:])
+            for b, (_, f, _, idx) in enumerate(g):
+                result[torch.from_numpy(idx)] = lg[b, [col[int(samples[i, 1]) - f] for i in idx]]
+    assert result is not None
+    return result

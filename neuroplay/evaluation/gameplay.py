@@ -125,16 +125,15 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     for i in range(0, len(states), bs):
         s = states[i : i + bs]
         rows = data.rows(s)
-        hist, ha = src.history(s)
-        dreamer = Dreamer(wm, hist, use_cache, ha)
+        dreamer = src.dreamer(wm, s, use_cache)
         dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
         players = [TrackerPolicy(noise=0.0, seed=seed + j) for j in range(len(s))]
         last = src.real_uint8(rows)
         for p, f0 in zip(players, src.real_uint8(rows - 1)):
             p.act(f0)  # the tracker has seen the ball move before the dream starts
-        frame, prev = last, hist[:, -1]
+        frame, prev = last, dreamer.last
         for _ in range(steps):
-            a = torch.tensor([p.act(f) for p, f in zip(players, frame)], device=hist.device)
+            a = torch.tensor([p.act(f) for p, f in zip(players, frame)], device=src.device)
             lg = dreamer.logits(a)
             tok = dec(lg, prev)
             dreamer.push(tok, a)

@@ -5,6 +5,9 @@ model: copying the last frame scores ~97%. Every figure here therefore comes wit
 frame scores, and `changed_token_acc` scores only the tokens that move. Definitions (issue 5):
 
 - a sample is (episode, t) with t >= 3 and t+h inside the episode for horizon h (`indices.py`);
+- the model predicts from the sample's context as play's KV cache holds it: the real frames since
+  max(episode start, t - `context_frames`) (12 frames before t for lite's 4 block-causal layers: each layer
+  reaches 3 frames further back; 3 for the spec's full attention);
 - open-loop rollouts: the model feeds on its own argmax, the recorded actions drive it;
 - PSNR is aggregate: 10*log10(1 / MSE over all samples and pixels), pixels in [0, 1], capped at
   `PSNR_CAP` dB for a perfect match; `copy_last_psnr_hK` compares real frame t+K with real frame t.
@@ -16,8 +19,10 @@ frame scores, and `changed_token_acc` scores only the tokens that move. Definiti
   `action_paddle_dx`: mean paddle x under RIGHT minus under LEFT in the decoded predictions (pixels), over
   states where both predictions still look like the game and their paddles are plausible moves (`paddle_move`).
 
-All of it runs batched under `torch.inference_mode`; block-causal models (lite) roll out through their
-KV cache, so a step costs one frame pass and one query pass instead of a 4-frame forward.
+All of it runs batched under `torch.inference_mode`. The 1-step figures of block-causal models (lite) come
+from one sequence pass over runs of consecutive samples (`dreamer.h1_logits`, about one frame pass a sample
+on the gold tier); rollouts go through the KV cache, one frame pass a step. tests/test_eval_reference.py
+checks every figure against a plain one-sample-at-a-time reference.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import detect
-from neuroplay.evaluation.dreamer import Dreamer, rollout
+from neuroplay.evaluation.dreamer import Dreamers, context_frames, h1_logits, rollout
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 from neuroplay.models.vqvae import to_uint8_image
@@ -40,6 +45,15 @@ from neuroplay.models.vqvae import to_uint8_image
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
 MIRROR_ACTION = (NOOP, FIRE, LEFT, RIGHT)
 PSNR_CAP = 100.0
+SHALLOW_SPAN = 8
+"""Samples scored at h1 only go in spans of this many batches (long runs for `h1_logits`)."""
+ROLLOUT_WORK = 30
+"""A rolled-out sample's work in h1-only samples (lite2, gold tier), so that the progress bar's ETA holds."""
+
+
+def eval_work(n: int, n_roll: int) -> int:
+    """`evaluate`'s progress total for n samples of which n_roll are rolled out (units of h1 samples)."""
+    return n_roll * ROLLOUT_WORK + n - n_roll
 REPORT_HORIZONS = (1, 5, 10)
 MAX_PADDLE_STEP = 10.0
 """Largest paddle move between frames (px) taken as real: 99.9% of real steps are under 9.4 px."""
@@ -133,13 +147,25 @@ class FrameSource:
             pix = self.decode01(tok) if pixels and self.vq is not None else None
         return tok[inv_t], None if pix is None else pix[inv_t]
 
-    def history(self, states: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's input at each (episode, t): tokens of frames t-3..t (n, 4, 336) and the actions taken at
-        t-3..t-1 (n, 3), which fused models condition those frames on."""
-        rows = (self.data.rows(states)[:, None] + np.arange(-3, 1)).reshape(-1)
-        hist = self.fetch(rows, pixels=False)[0].view(len(states), 4, -1)
-        acts = np.stack([self.data.actions_at(states, k) for k in (-3, -2, -1)], 1)  # (n, 3)
-        return hist, torch.from_numpy(acts).long().to(hist.device)
+    def dreamer(self, wm: Any, states: np.ndarray, use_cache: bool | None = None, mirror: bool = False) -> Dreamers:
+        """A batch of dreams starting at each (episode, t) from its real context, as play's cache would hold
+        it: frames max(0, t - context_frames(wm))..t and the actions taken at all but the last (fused models
+        condition those frames on them). `mirror`: the context mirrored (`mirror`), LEFT and RIGHT swapped."""
+        ctx = context_frames(wm)
+        first = np.maximum(0, states[:, 1] - ctx)
+        lens = states[:, 1] - first + 1
+        groups = []
+        for n in np.unique(lens):
+            idx = np.flatnonzero(lens == n)
+            frames = first[idx, None] + np.arange(n)  # (b, T) frame indices within each episode
+            rows = (self.data.frame_offsets[states[idx, 0], None] + frames).reshape(-1)
+            hist = self.fetch(rows, pixels=False)[0].view(len(idx), n, -1)  # (b, T, 336)
+            acts = self.data.actions[self.data.transition_offsets[states[idx, 0], None] + frames[:, :-1]]
+            a = torch.from_numpy(acts.astype(np.int64)).to(hist.device)  # (b, T-1)
+            if mirror:
+                hist, a = self.mirror(hist), torch.tensor(MIRROR_ACTION, device=a.device)[a]
+            groups.append((idx, hist, a))
+        return Dreamers(wm, groups, use_cache)
 
     def real_uint8(self, rows: np.ndarray) -> np.ndarray:
         """(n, 84, 64, 3) uint8 real frames: the file's pixels or the decoded tokens (for the detector)."""
@@ -229,8 +255,13 @@ def evaluate(
         raise DatasetError("an evaluation sample lies outside its episode (indices made for other data?)")
     n_roll = len(samples) if rollout_samples <= 0 else min(rollout_samples, len(samples))
     acc, pix = _Acc(), vq is not None
+    # The rest are scored at h1 only, in (episode, t) order and in long spans, so that `h1_logits` reads runs
+    # of consecutive samples in one sequence pass. Every figure is a sum, so the order changes nothing.
+    rest = samples[n_roll:][np.lexsort((samples[n_roll:, 1], samples[n_roll:, 0]))]
+    samples = np.concatenate([samples[:n_roll], rest])
+    wide = batch_size * SHALLOW_SPAN
     spans = [(i, min(i + batch_size, n_roll)) for i in range(0, n_roll, batch_size)]
-    spans += [(i, min(i + batch_size, len(samples))) for i in range(n_roll, len(samples), batch_size)]
+    spans += [(i, min(i + wide, len(samples))) for i in range(n_roll, len(samples), wide)]
     for i0, i1 in spans:
         s, deep = samples[i0:i1], i0 < n_roll
         room = data.episode_lengths[s[:, 0]] - s[:, 1]
@@ -238,23 +269,24 @@ def evaluate(
         h_max = int(hs.max())
         r = data.rows(s)
         steps = np.minimum(np.arange(h_max)[None], hs[:, None] - 1)  # (B, H), clamped inside the episode
-        rows = np.concatenate([r[:, None] + np.arange(-3, 1), r[:, None] + 1 + steps], 1)  # (B, 4 + H)
+        rows = np.concatenate([r[:, None], r[:, None] + 1 + steps], 1)  # (B, 1 + H): frame t, then the targets
         tok, px = src.fetch(rows.reshape(-1), pixels=pix)
-        tok = tok.view(len(s), 4 + h_max, -1)
-        hist, tgt, last = tok[:, :4], tok[:, 4:], tok[:, 3]
+        tok = tok.view(len(s), 1 + h_max, -1)
+        tgt, last = tok[:, 1:], tok[:, 0]
         acts = torch.from_numpy(data.actions[(data.transition_offsets[s[:, 0]] + s[:, 1])[:, None] + steps]).long()
         acts = acts.to(device)
         valid = torch.from_numpy(np.arange(h_max)[None] < hs[:, None]).to(device)  # (B, H)
-        hist_acts = torch.from_numpy(np.stack([data.actions_at(s, k) for k in (-3, -2, -1)], 1)).long()
-        hist_acts = hist_acts.to(device)  # (B, 3): actions taken at frames t-3..t-1 (fused models use them)
-        d = Dreamer(wm, hist, use_cache, hist_acts)
-        lg = d.logits(acts[:, 0])
+        if deep:
+            d = src.dreamer(wm, s, use_cache)
+            lg = d.logits(acts[:, 0])
+        else:
+            lg = _h1(wm, src, s, rows, tok.view(-1, tok.shape[-1]), batch_size, use_cache)
         acc.add("ce", F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt[:, 0].reshape(-1), reduction="sum"))
         preds = [lg.argmax(-1)]
         if deep:
             _sensitivity(d, src, acc, pix)
             if pix:
-                _mirror(wm, src, hist, hist_acts, acts[:, 0], preds[0], acc, use_cache)
+                _mirror(wm, src, s, acts[:, 0], preds[0], acc, use_cache)
         for k in range(1, h_max):
             d.push(preds[-1], acts[:, k - 1])
             preds.append(d.logits(acts[:, k]).argmax(-1))
@@ -268,9 +300,8 @@ def evaluate(
             acc.add(f"chg_ok{h}", (ok & moved).sum(), deep)
             acc.add(f"chg{h}", moved.sum(), deep)
         if pix and px is not None:
-            px = px.view(len(s), 4 + h_max, *px.shape[1:])
-
-            real, real_t = px[:, 4:][valid], px[:, 3:4].expand(-1, h_max, -1, -1, -1)[valid]
+            px = px.view(len(s), 1 + h_max, *px.shape[1:])
+            real, real_t = px[:, 1:][valid], px[:, :1].expand(-1, h_max, -1, -1, -1)[valid]
             hidx = torch.arange(h_max, device=device)[None].expand(len(s), -1)[valid]
             dream = src.decode01(pred[valid])
             se_m = ((dream - real) ** 2).flatten(1).sum(1)
@@ -283,7 +314,7 @@ def evaluate(
                     acc.tally(f"h{h + 1}", real[hidx == h], dream[hidx == h])
             if deep and decode.mode != "argmax":  # play's decoder on the same starts and actions
                 dec = TokenDecoder(decode, seed * 1_000_003 + i0, device)
-                dream = src.decode01(rollout(wm, hist, acts, use_cache, hist_acts, dec)[valid])
+                dream = src.decode01(rollout(src.dreamer(wm, s, use_cache), acts, dec)[valid])
                 se_p = ((dream - real) ** 2).flatten(1).sum(1)
                 for h in range(h_max):
                     acc.add(f"play_se{h}", se_p[hidx == h].sum())
@@ -291,22 +322,45 @@ def evaluate(
                         acc.tally(f"play_h{h + 1}", real[hidx == h], dream[hidx == h])
             if data.kind == "frames":
                 recon = src.decode01(tgt[:, 0])
-                acc.add("se_vq", ((recon - px[:, 4]) ** 2).sum())
-                acc.add("px_vq", px[:, 4].numel())
-                acc.tally("vq", px[:, 4], recon)
+                acc.add("se_vq", ((recon - px[:, 1]) ** 2).sum())
+                acc.add("px_vq", px[:, 1].numel())
+                acc.tally("vq", px[:, 1], recon)
         if progress is not None:
-            progress(len(s))
+            progress(len(s) * (ROLLOUT_WORK if deep else 1))
     return _summarize(acc, horizon, len(samples), n_roll, pix, data.kind, decode)
 
 
-def _sensitivity(d: Dreamer, src: FrameSource, acc: _Acc, pix: bool) -> None:
-    b = d.hist.shape[0]
-    full = lambda a: torch.full((b,), a, dtype=torch.long, device=d.hist.device)
+def _h1(wm: Any, src: FrameSource, s: np.ndarray, rows: np.ndarray, tok: torch.Tensor, batch_size: int,
+        use_cache: bool | None) -> torch.Tensor:
+    """1-step logits (B, 336, V) of samples `s`, each from its full context: `h1_logits` (runs of nearby
+    samples in one sequence pass), or `Dreamers` where `use_cache` is False (the plain forward, for tests).
+    `tok` (n, 336) are the tokens of the already fetched `rows` (n,); the rest of the runs' frames are fetched."""
+    if use_cache is False:
+        return src.dreamer(wm, s, False).logits(torch.from_numpy(src.data.actions_at(s)).long().to(tok.device))
+    data, ctx = src.data, context_frames(wm)
+    need = np.unique(np.concatenate([data.frame_offsets[e] + np.arange(max(0, t - ctx), t + 2) for e, t in s]))
+    have, first = np.unique(rows.reshape(-1), return_index=True)
+    miss = np.setdiff1d(need, have)
+    u = np.concatenate([have, miss])
+    all_tok = torch.cat([tok[torch.from_numpy(first).to(tok.device)], src.fetch(miss, pixels=False)[0]])
+    order = np.argsort(u)
+    u, all_tok = u[order], all_tok[torch.from_numpy(order).to(tok.device)]
+
+    def tokens_at(e: int, frames: np.ndarray) -> torch.Tensor:
+        j = np.searchsorted(u, data.frame_offsets[e] + frames)
+        return all_tok[torch.from_numpy(j).to(tok.device)]
+
+    return h1_logits(wm, s, tokens_at, lambda e, f: data.actions[data.transition_offsets[e] + f], batch_size)
+
+
+def _sensitivity(d: Dreamers, src: FrameSource, acc: _Acc, pix: bool) -> None:
+    b, last = d.batch, d.last
+    full = lambda a: torch.full((b,), a, dtype=torch.long, device=last.device)
     lp_l, lp_r = (F.log_softmax(d.logits(full(a)), -1) for a in (LEFT, RIGHT))
     acc.add("kl", (lp_l.exp() * (lp_l - lp_r)).sum(-1).sum())
     acc.add("kl_n", lp_l.shape[0] * lp_l.shape[1])
     if pix:
-        frames = to_uint8(src.decode01(torch.cat([lp_r.argmax(-1), lp_l.argmax(-1), d.hist[:, -1]])))
+        frames = to_uint8(src.decode01(torch.cat([lp_r.argmax(-1), lp_l.argmax(-1), last])))
         x, ref = paddle_x(frames), frames[2 * b :]
         x0 = x[2 * b :]
         sane_r, sane_l = (frame_psnr(frames[i * b : (i + 1) * b], ref) >= SANE_PSNR for i in (0, 1))
@@ -316,10 +370,10 @@ def _sensitivity(d: Dreamer, src: FrameSource, acc: _Acc, pix: bool) -> None:
         acc.add("pdx_n", ok.sum())
 
 
-def _mirror(wm: Any, src: FrameSource, hist: torch.Tensor, hist_acts: torch.Tensor, action: torch.Tensor,
-            pred: torch.Tensor, acc: _Acc, use_cache: bool | None) -> None:
+def _mirror(wm: Any, src: FrameSource, s: np.ndarray, action: torch.Tensor, pred: torch.Tensor, acc: _Acc,
+            use_cache: bool | None) -> None:
     swap = torch.tensor(MIRROR_ACTION, device=action.device)
-    pred_m = Dreamer(wm, src.mirror(hist), use_cache, swap[hist_acts]).logits(swap[action]).argmax(-1)
+    pred_m = src.dreamer(wm, s, use_cache, mirror=True).logits(swap[action]).argmax(-1)
     acc.add("mir_ok", (pred_m == src.mirror(pred)).sum())
     acc.add("mir_n", pred.numel())
 

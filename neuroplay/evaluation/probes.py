@@ -109,12 +109,12 @@ def dream_frames(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[n
     wm, data, src, bs, use_cache, decode, seed = ctx
     out, lasts = [], []
     for i in range(0, len(states), bs):
-        hist, ha = src.history(states[i : i + bs])
-        a = torch.from_numpy(actions[i : i + bs]).long().to(hist.device)
+        d = src.dreamer(wm, states[i : i + bs], use_cache)
+        a = torch.from_numpy(actions[i : i + bs]).long().to(src.device)
         dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
-        pred = rollout(wm, hist, a, use_cache, ha, dec)  # (b, H, 336)
+        lasts.append(to_uint8(src.decode01(d.last)))
+        pred = rollout(d, a, dec)  # (b, H, 336)
         out.append(to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3))
-        lasts.append(to_uint8(src.decode01(hist[:, -1])))
     frames, last = np.concatenate(out), np.concatenate(lasts)
     return frames, last, frame_psnr(frames, last[:, None]) >= SANE_PSNR
 

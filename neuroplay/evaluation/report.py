@@ -122,11 +122,9 @@ def rollout_examples(
     out = []
     for e_t in s:
         r = data.rows(e_t[None])[0]
-        tok = src.fetch(r + np.arange(-3, 1), pixels=False)[0][None]
-        acts = data.actions[data.transition_offsets[e_t[0]] + e_t[1] + np.arange(-3, horizon)]  # t-3..t+H-1
-        a = torch.from_numpy(acts[None]).long().to(tok.device)  # (1, 3 + H)
-        pred = rollout(wm, tok, a[:, 3:], use_cache, a[:, :3])[0]
-        out.append((src.real_uint8(r + np.arange(horizon + 1)), to_uint8(src.decode01(pred))))
+        acts = data.actions[data.transition_offsets[e_t[0]] + e_t[1] + np.arange(horizon)]  # t..t+H-1
+        pred = rollout(src.dreamer(wm, e_t[None], use_cache), torch.from_numpy(acts[None]).long().to(src.device))
+        out.append((src.real_uint8(r + np.arange(horizon + 1)), to_uint8(src.decode01(pred[0]))))
     return out
 
 

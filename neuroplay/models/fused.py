@@ -68,13 +68,16 @@ def condition(wm: TemporalWorldModel, x: torch.Tensor, actions: torch.Tensor) ->
 
 
 def forward_frames(
-    wm: TemporalWorldModel, frames: torch.Tensor, actions: torch.Tensor, last_only: bool = False
+    wm: TemporalWorldModel, frames: torch.Tensor, actions: torch.Tensor, last_only: bool = False,
+    steps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Every frame an input: frames (B, m, 336), actions (B, m) taken at them -> logits (B, m, 336, V),
-    step t predicting frame t+1 (only the last step, (B, 1, 336, V), with `last_only`).
+    step t predicting frame t+1 (only the last step, (B, 1, 336, V), with `last_only`; only the steps in
+    `steps` (k,), (B, k, 336, V), when given).
 
-    The training pass (`forward_sequence` feeds it frames 0..n-2 of a clip) and the reference the cache
-    is tested against. With `last_only` the last block computes only the last frame's queries.
+    The training pass (`forward_sequence` feeds it frames 0..n-2 of a clip), the evaluation's 1-step pass
+    over runs of consecutive samples, and the reference the cache is tested against. With `last_only` or
+    `steps` the last block computes only those frames' queries.
     """
     from neuroplay.models.world_model import _tile, _windows
 
@@ -86,6 +89,7 @@ def forward_frames(
     valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w): slots before frame 0 pad
     mask = valid.repeat_interleave(L, -1)[:, None, None]  # (m, 1, 1, w*336)
     last = len(wm.blocks) - 1
+    keep = torch.tensor([m - 1], device=dev) if last_only else steps
     for li, blk in enumerate(wm.blocks):
         if li == al:
             x = condition(wm, x, actions)
@@ -93,8 +97,8 @@ def forward_frames(
         q, k = wm._rope(q, pos), wm._rope(k, pos)
         kw, vw = _windows(k, w), _windows(v, w)  # (B, m, h, w*336, e)
         mk = mask
-        if last_only and li == last:  # only the last frame's outputs are read
-            q, kw, vw, x, mk = q[:, -1:], kw[:, -1:], vw[:, -1:], x[:, -1:], mask[-1:]
+        if keep is not None and li == last:  # only these frames' outputs are read
+            q, kw, vw, x, mk = q[:, keep], kw[:, keep], vw[:, keep], x[:, keep], mask[keep]
         p = q.shape[1]
         y = blk.attn.attend(q.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), _tile(mk, b))  # (B*p, 336, d)
         x = blk.feed_forward(x + blk.drop(y.view(b, p, L, -1)))  # (B*p, 336, d) -> (B, p, 336, d)

@@ -200,13 +200,16 @@ class TemporalWorldModel(nn.Module):
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, x[..., 2 * half :]], -1)
 
     def forward_sequence(
-        self, frames: torch.Tensor, actions: torch.Tensor, last_only: bool = False
+        self, frames: torch.Tensor, actions: torch.Tensor, last_only: bool = False,
+        steps: torch.Tensor | None = None,
     ) -> WorldModelOutput:
         """Block-causal pass over n frames: logits (B, n-1, 336, V), step t predicting frame t+1.
 
         `frames` (B, n, 336), `actions` (B, n-1); with `last_only`, `actions` is (B, 1) and only the
-        step from the last frame is computed (the spec-style `forward`). Equal, up to float error, to
-        pushing the frames one by one through the KV cache and querying (tested).
+        step from the last frame is computed (the spec-style `forward`). With `steps` (k,) sorted step
+        indices, only those steps are computed: logits (B, k, 336, V) (the evaluation's 1-step pass over
+        runs of consecutive samples). Equal, up to float error, to pushing the frames one by one through
+        the KV cache and querying (tested).
 
         Fused models run frames 0..n-2 only (frame n-1 is only a target), each under the action taken at
         it; their `last_only` step is `forward(history, action, history_actions=...)`.
@@ -216,10 +219,12 @@ class TemporalWorldModel(nn.Module):
             if last_only:
                 raise ValueError("fused_query model: the last step needs every frame's action; use "
                                  "forward(history, action, history_actions=...)")
-            return WorldModelOutput(fused.forward_frames(self, frames[:, :-1], actions))
+            return WorldModelOutput(fused.forward_frames(self, frames[:, :-1], actions, steps=steps))
         b, n, L = frames.shape
         w, dev = self.cfg.max_history, frames.device
         ends = torch.arange(n - 1, n, device=dev) if last_only else torch.arange(n - 1, device=dev)
+        if steps is not None and not last_only:
+            ends, actions = steps, actions[:, steps]  # (k,), (B, k)
         m = ends.numel()
         x_f = self.embed_frames(frames) + self.temporal_emb.weight[0]  # (B, n, 336, d)
         last = frames[:, ends]  # (B, m, 336)
