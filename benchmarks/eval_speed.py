@@ -1,91 +1,85 @@
-"""Evaluation throughput (issue 16): samples/s of `evaluate` per preset and per part of the work.
+"""Evaluation throughput (issue 16): gold-tier samples/s of `evaluate`, today's code against an older checkout.
 
-Random-init world models time the same as trained ones. The parts are timed separately, so the floor of
-each is visible: `h1` (the 4-frame history pass + one step, per sample), `rollout` (h1..h10 open loop on every
-sample, as the gold tier does), `full` (the gold tier's whole `evaluate`: rollouts, LEFT/RIGHT sensitivity,
-mirror, decoded PSNR and objects). Presets alternate within each round, so the machine's drift hits all alike.
+Each side runs in its own process on the same checkpoint, data and threads, alternating over rounds so the
+machine's drift hits both alike. The figure is the metric pass of `neuroplay eval --tier gold` (the probes are
+timed by `neuroplay eval` itself, in its JSON's "seconds"):
 
-    OMP_NUM_THREADS=2 python benchmarks/eval_speed.py --data data/heldout_mix_3k.npz --samples 64 --rounds 2
+- after (this checkout): every gold sample at h1 through the sequence pass, the tier's default share rolled out;
+- before (`--before DIR`, e.g. a `git worktree` of an older commit): that code's gold tier, where every sample was
+  rolled out to h10 with mirror and sensitivity. Its cost per sample does not depend on which samples, so it is
+  timed on the first `--before-samples` of the tier.
+
+    git worktree add /tmp/before 4e71b38
+    OMP_NUM_THREADS=2 python benchmarks/eval_speed.py --data data/heldout_mix_3k.npz --before /tmp/before
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-import numpy as np
-import torch
-
+CHILD = r"""
+import json, sys, time, torch
 from neuroplay.checkpoint import load_pair
-from neuroplay.config import get_preset
-from neuroplay.evaluation.dreamer import rollout
-from neuroplay.evaluation.metrics import EvalData, FrameSource, evaluate
-from neuroplay.evaluation.suite import load_data, samples_for
-from neuroplay.models.world_model import TemporalWorldModel
+from neuroplay.evaluation.metrics import evaluate
+from neuroplay.evaluation.suite import frozen_samples
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+vq, wm, _ = load_pair(a["checkpoint"], torch.device("cpu"))
+data, s = frozen_samples([a["data"]], "gold", "all", a["indices"])
+if a["n"]:
+    s = s[: a["n"]]
+t0 = time.perf_counter()
+m = evaluate(vq, wm, data, s, horizon=10, batch_size=32, rollout_samples=a["rollouts"])
+dt = time.perf_counter() - t0
+print(json.dumps({"samples": len(s), "rolled_out": m["n_samples_rollout"], "seconds": dt,
+                  "samples_per_s": len(s) / dt, "val_loss": m["val_loss"], "psnr_h1": m["rollout_psnr_h1"]}))
+"""
 
 
-def flops_per_pass(preset: str) -> float:
-    """Multiply-adds x 2 of one 336-token frame pass over a full 4-frame window (attention + linears)."""
-    c = get_preset(preset).wm
-    n, keys = c.n_tokens, c.n_tokens * c.max_history
-    linear = n * (4 * c.d_model**2 + 2 * c.d_model * c.d_ff) * 2
-    attn = 2 * n * keys * c.d_model * 2
-    return c.n_layers * (linear + attn)
-
-
-@torch.inference_mode()
-def time_parts(vq: object, wm: object, data: EvalData, s: np.ndarray, batch: int) -> dict[str, float]:
-    """Seconds for the h1 pass, the h10 rollout and the full gold `evaluate` on samples `s`."""
-    src = FrameSource(data, vq, torch.device("cpu"))
-    out = {}
-    for name, horizon in (("h1", 1), ("rollout", 10)):
-        t0 = time.perf_counter()
-        for i in range(0, len(s), batch):
-            b = s[i : i + batch]
-            d = src.dreamer(wm, b)
-            acts = torch.from_numpy(data.actions[(data.transition_offsets[b[:, 0]] + b[:, 1])[:, None]
-                                                 + np.arange(horizon)]).long()
-            rollout(d, acts)
-        out[name] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    evaluate(vq, wm, data, s, horizon=10, batch_size=batch, rollout_samples=0)
-    out["full"] = time.perf_counter() - t0
-    return out
+def run(code_dir: Path, args: argparse.Namespace, n: int, rollouts: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code_dir), "OMP_NUM_THREADS": str(args.threads)}
+    spec = {"checkpoint": str(Path(args.checkpoint).resolve()), "data": str(Path(args.data).resolve()),
+            "indices": str(Path(args.indices).resolve()), "threads": args.threads, "n": n, "rollouts": rollouts}
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env, cwd=code_dir, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="an episode file (pixels)")
-    ap.add_argument("--checkpoint", default="assets/checkpoints/next", help="its vqvae/ encodes the frames")
-    ap.add_argument("--presets", default="lite,lite2")
-    ap.add_argument("--samples", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--json", default="")
+    ap.add_argument("--data", required=True, help="a held-out episode file (pixels), scored with --split all")
+    ap.add_argument("--checkpoint", default="assets/checkpoints/next", help="folder with vqvae/ and wm/")
+    ap.add_argument("--indices", default="/tmp/eval_speed_indices.json", help="frozen tier file (made if absent)")
+    ap.add_argument("--before", default="", help="an older checkout to compare with")
+    ap.add_argument("--before-samples", type=int, default=200, help="gold samples the older code is timed on")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default="", help="write the figures here")
     args = ap.parse_args()
-    vq = load_pair(args.checkpoint, "cpu")[0]
-    data = load_data([args.data])
-    s = samples_for(data, "all", n=0)
-    s = s[(s[:, 1] >= 3) & (s[:, 1] + 10 <= data.episode_lengths[s[:, 0]])][: args.samples]
-    models = {}
-    for p in args.presets.split(","):
-        torch.manual_seed(0)
-        models[p] = TemporalWorldModel(get_preset(p).wm).eval()
-    runs: dict[str, list[dict[str, float]]] = {p: [] for p in models}
-    for _ in range(args.rounds):
-        for p, wm in models.items():
-            runs[p].append(time_parts(vq, wm, data, s, args.batch))
-    result = {"samples": len(s), "batch": args.batch, "threads": torch.get_num_threads(), "presets": {}}
-    for p, r in runs.items():
-        med = {k: float(np.median([x[k] for x in r])) for k in r[0]}
-        result["presets"][p] = {**{f"{k}_s": round(v, 2) for k, v in med.items()},
-                                **{f"{k}_samples_per_s": round(len(s) / v, 2) for k, v in med.items()},
-                                "gflop_per_pass": round(flops_per_pass(p) / 1e9, 2)}
-    print(json.dumps(result, indent=2))
+    here = Path(__file__).resolve().parents[1]
+    rows: dict[str, list[dict]] = {"after": [], "before": []}
+    for r in range(args.rounds):
+        from neuroplay.evaluation.suite import default_rollouts, frozen_samples
+
+        _, s = frozen_samples([args.data], "gold", "all", args.indices)
+        rows["after"].append(run(here, args, 0, default_rollouts("gold", len(s))))
+        print(f"round {r}: after  {rows['after'][-1]}")
+        if args.before:
+            rows["before"].append(run(Path(args.before).resolve(), args, args.before_samples, 0))
+            print(f"round {r}: before {rows['before'][-1]}")
+    med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
+    after = med([x["samples_per_s"] for x in rows["after"]])
+    before = med([x["samples_per_s"] for x in rows["before"]])
+    summary = {"after_samples_per_s": after, "before_samples_per_s": before,
+               "ratio": after / before if after and before else None, "threads": args.threads, "runs": rows}
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        Path(args.json).write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

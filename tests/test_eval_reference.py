@@ -24,20 +24,9 @@ from neuroplay.checkpoint import load_pair
 from neuroplay.config import get_preset
 from neuroplay.data.episodes import Episodes
 from neuroplay.evaluation.dreamer import context_frames
+from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, to_uint8
 from neuroplay.evaluation.indices import all_samples
-from neuroplay.evaluation.metrics import (
-    LEFT,
-    MIRROR_ACTION,
-    RIGHT,
-    SANE_PSNR,
-    EvalData,
-    evaluate,
-    frame_psnr,
-    paddle_move,
-    paddle_x,
-    psnr_from_mse,
-    to_uint8,
-)
+from neuroplay.evaluation.metrics import SANE_PSNR, evaluate, frame_psnr, paddle_move, paddle_x, psnr_from_mse
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.world_model import TemporalWorldModel
 

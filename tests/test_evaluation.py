@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.evaluation.frames import EvalData
 from neuroplay.evaluation.indices import TIER_SIZES, all_samples, load_or_create, pick_tiers
-from neuroplay.evaluation.metrics import PSNR_CAP, EvalData, evaluate, psnr_from_mse
+from neuroplay.evaluation.metrics import PSNR_CAP, evaluate, psnr_from_mse
 from neuroplay.evaluation.probes import ball_alive, run_probes
 from neuroplay.evaluation.suite import frozen_samples
 from neuroplay.models.world_model import WorldModelOutput

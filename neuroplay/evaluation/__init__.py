@@ -15,7 +15,7 @@ from typing import Any
 
 _WHERE = {
     "INDICES_FILE": "indices", "EvalIndices": "indices", "all_samples": "indices", "load_or_create": "indices",
-    "EvalData": "metrics", "evaluate": "metrics", "psnr_from_mse": "metrics", "rollout": "dreamer",
+    "EvalData": "frames", "evaluate": "metrics", "psnr_from_mse": "metrics", "rollout": "dreamer",
     "Dreamer": "dreamer", "gameplay_probes": "gameplay", "endless": "endless",
     "ball_alive": "probes", "run_probes": "probes", "EvalConfig": "suite", "run_suite": "suite",
     "frozen_samples": "suite",

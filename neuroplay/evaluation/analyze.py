@@ -24,16 +24,8 @@ from matplotlib.figure import Figure
 
 from neuroplay.config import ACTION_NAMES
 from neuroplay.envs.breakout import detect
-from neuroplay.evaluation.metrics import (
-    SANE_PSNR,
-    EvalData,
-    FrameSource,
-    frame_psnr,
-    paddle_move,
-    paddle_x,
-    psnr_from_mse,
-    to_uint8,
-)
+from neuroplay.evaluation.frames import EvalData, FrameSource, to_uint8
+from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x, psnr_from_mse
 from neuroplay.evaluation.objects import VQ_GATES, ObjectTally, gates
 
 

@@ -36,7 +36,8 @@ from neuroplay.envs.breakout import (
     track_events,
 )
 from neuroplay.evaluation.dreamer import Dreamer
-from neuroplay.evaluation.metrics import FIRE, NOOP, SANE_PSNR, EvalData, FrameSource, frame_psnr, to_uint8
+from neuroplay.evaluation.frames import FIRE, NOOP, EvalData, FrameSource, to_uint8
+from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr
 from neuroplay.evaluation.probes import dream_frames, scan_states
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 

@@ -27,19 +27,8 @@ import torch
 
 from neuroplay.envs.breakout import Objects, detect
 from neuroplay.evaluation.dreamer import rollout
-from neuroplay.evaluation.metrics import (
-    FIRE,
-    LEFT,
-    NOOP,
-    RIGHT,
-    SANE_PSNR,
-    EvalData,
-    FrameSource,
-    frame_psnr,
-    paddle_move,
-    paddle_x,
-    to_uint8,
-)
+from neuroplay.evaluation.frames import FIRE, LEFT, NOOP, RIGHT, EvalData, FrameSource, to_uint8
+from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 
 WALL_MARGIN = 3.0

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from neuroplay.checkpoint import atomic_write_bytes
 from neuroplay.evaluation.dreamer import rollout
-from neuroplay.evaluation.metrics import EvalData, FrameSource, to_uint8
+from neuroplay.evaluation.frames import EvalData, FrameSource, to_uint8
 
 ROWS: list[tuple[str, str, str | None, str]] = [
     ("token accuracy h1 (val_acc)", "val_acc", "copy_last_acc", "{:.4f}"),

@@ -26,9 +26,10 @@ from neuroplay.checkpoint import load_pair
 from neuroplay.config import ARGMAX, DecodeConfig, DecodeMode
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
+from neuroplay.evaluation.frames import EvalData
 from neuroplay.evaluation.gameplay import gameplay_probes
 from neuroplay.evaluation.indices import INDICES_FILE, load_or_create
-from neuroplay.evaluation.metrics import EvalData, eval_work, evaluate
+from neuroplay.evaluation.metrics import eval_work, evaluate
 from neuroplay.evaluation.probes import run_probes
 from neuroplay.evaluation.report import beats_copy_last, rollout_examples, table, write_json, write_report
 

@@ -1,0 +1,135 @@
+"""The evaluation's data access: episode files addressed as one (`EvalData`), and their frames as the model
+and the metrics need them (`FrameSource`): tokens, [0, 1] pixels, mirrored tokens, and the dreams that start
+from a state's real context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.evaluation.dreamer import Dreamers, context_frames
+from neuroplay.models.vqvae import to_uint8_image
+
+NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
+MIRROR_ACTION = (NOOP, FIRE, LEFT, RIGHT)
+
+
+class EvalData:
+    """Episode files addressed as one, frames read on demand: memory maps stay maps (no copy of the data)."""
+
+    def __init__(self, parts: Episodes | list[Episodes]) -> None:
+        self.parts = [parts] if isinstance(parts, Episodes) else list(parts)
+        if not self.parts:
+            raise DatasetError("--data: no dataset file given")
+        kinds = {p.frames is not None for p in self.parts}
+        if len(kinds) != 1:
+            raise DatasetError("--data: cannot mix pixel files and token files")
+        self.kind = "frames" if kinds.pop() else "tokens"
+        self.episode_lengths = np.concatenate([p.episode_lengths for p in self.parts]).astype(np.int64)
+        self.actions = np.concatenate([np.asarray(p.actions) for p in self.parts])
+        self.frame_offsets = np.concatenate([[0], np.cumsum(self.episode_lengths + 1)[:-1]]).astype(np.int64)
+        self.transition_offsets = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]]).astype(np.int64)
+        self._row0 = np.cumsum([0] + [len(p.images) for p in self.parts])
+        self.metas = [p.meta for p in self.parts]
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_lengths)
+
+    def rows(self, samples: np.ndarray) -> np.ndarray:
+        """Global frame row of each (episode, t)."""
+        return self.frame_offsets[samples[:, 0]] + samples[:, 1]
+
+    def actions_at(self, samples: np.ndarray, k: int = 0) -> np.ndarray:
+        """Action taken at t+k of each (episode, t) (the caller keeps t+k inside the episode)."""
+        return self.actions[self.transition_offsets[samples[:, 0]] + samples[:, 1] + k]
+
+    def images(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 frames (n, 84, 64, 3) or tokens (n, 21, 16) of global rows, gathered part by part."""
+        part = np.searchsorted(self._row0, rows, side="right") - 1
+        first = self.parts[0].images
+        out = np.empty((len(rows), *first.shape[1:]), np.uint8)
+        for p in np.unique(part):
+            m = part == p
+            out[m] = self.parts[p].images[rows[m] - self._row0[p]]
+        return out
+
+
+class FrameSource:
+    """Tokens and [0, 1] pixels of data rows: a pixel file is encoded with the VQ, a token file decoded."""
+
+    def __init__(self, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> None:
+        if data.kind == "frames" and vq is None:
+            raise ValueError("evaluating a pixel file needs a VQ-VAE to encode it")
+        self.data, self.vq, self.device, self.batch = data, vq, device, batch
+
+    def _chunks(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fn(x[i : i + self.batch]) for i in range(0, len(x), self.batch)])
+
+    def _unique(self, fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+        """`fn` over (n, 336) token frames, each distinct frame once (a VQ decode costs ~10 ms a frame on a CPU,
+        and an evaluation batch repeats frames: overlapping histories, LEFT and RIGHT dreams that agree)."""
+        flat = tokens.reshape(-1, 336)
+        u, inv = torch.unique(flat, dim=0, return_inverse=True)
+        return self._chunks(fn, u)[inv]
+
+    def decode01(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (n, 336) or (n, 21, 16) -> pixels (n, 3, 84, 64) in [0, 1]."""
+        return self._unique(lambda t: (self.vq.decode(t).float().clamp(-1, 1) + 1) / 2, tokens)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, 84, 64, 3) or [-1, 1] float (n, 3, 84, 64) -> tokens (n, 336)."""
+        return self._chunks(lambda f: self.vq.encode(f).reshape(len(f), -1), frames)
+
+    def fetch(self, rows: np.ndarray, pixels: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(tokens (n, 336) long, pixels (n, 3, 84, 64) in [0, 1] or None); each distinct row is read once."""
+        u, inv = np.unique(rows, return_inverse=True)
+        img = torch.from_numpy(self.data.images(u)).to(self.device)
+        inv_t = torch.from_numpy(inv.reshape(-1)).to(self.device)
+        if self.data.kind == "frames":
+            tok = self.encode(img)
+            pix = img.permute(0, 3, 1, 2).float() / 255 if pixels else None
+        else:
+            tok = img.reshape(len(u), -1).long()
+            pix = self.decode01(tok) if pixels and self.vq is not None else None
+        return tok[inv_t], None if pix is None else pix[inv_t]
+
+    def dreamer(self, wm: Any, states: np.ndarray, use_cache: bool | None = None, mirror: bool = False) -> Dreamers:
+        """A batch of dreams starting at each (episode, t) from its real context, as play's cache would hold
+        it: frames max(0, t - context_frames(wm))..t and the actions taken at all but the last (fused models
+        condition those frames on them). `mirror`: the context mirrored (`mirror`), LEFT and RIGHT swapped."""
+        ctx = context_frames(wm)
+        first = np.maximum(0, states[:, 1] - ctx)
+        lens = states[:, 1] - first + 1
+        groups = []
+        for n in np.unique(lens):
+            idx = np.flatnonzero(lens == n)
+            frames = first[idx, None] + np.arange(n)  # (b, T) frame indices within each episode
+            rows = (self.data.frame_offsets[states[idx, 0], None] + frames).reshape(-1)
+            hist = self.fetch(rows, pixels=False)[0].view(len(idx), n, -1)  # (b, T, 336)
+            acts = self.data.actions[self.data.transition_offsets[states[idx, 0], None] + frames[:, :-1]]
+            a = torch.from_numpy(acts.astype(np.int64)).to(hist.device)  # (b, T-1)
+            if mirror:
+                hist, a = self.mirror(hist), torch.tensor(MIRROR_ACTION, device=a.device)[a]
+            groups.append((idx, hist, a))
+        return Dreamers(wm, groups, use_cache)
+
+    def real_uint8(self, rows: np.ndarray) -> np.ndarray:
+        """(n, 84, 64, 3) uint8 real frames: the file's pixels or the decoded tokens (for the detector)."""
+        if self.data.kind == "frames":
+            return self.data.images(rows)
+        return to_uint8(self.decode01(torch.from_numpy(self.data.images(rows)).to(self.device).long()))
+
+    def mirror(self, tokens: torch.Tensor) -> torch.Tensor:
+        """M(x) = encode(flip_lr(decode(x))) for tokens (..., 336)."""
+        return self._unique(lambda t: self.encode(self.vq.decode(t).float().flip(-1)), tokens).reshape(tokens.shape)
+
+
+def to_uint8(pix01: torch.Tensor) -> np.ndarray:
+    """(n, 3, 84, 64) in [0, 1] -> (n, 84, 64, 3) uint8 numpy."""
+    return to_uint8_image(pix01 * 2 - 1).cpu().numpy()
