@@ -36,15 +36,23 @@ if a["n"]:
 t0 = time.perf_counter()
 m = evaluate(vq, wm, data, s, horizon=10, batch_size=32, rollout_samples=a["rollouts"])
 dt = time.perf_counter() - t0
-print(json.dumps({"samples": len(s), "rolled_out": m["n_samples_rollout"], "seconds": dt,
-                  "samples_per_s": len(s) / dt, "val_loss": m["val_loss"], "psnr_h1": m["rollout_psnr_h1"]}))
+out = {"samples": len(s), "rolled_out": m["n_samples_rollout"], "seconds": dt, "samples_per_s": len(s) / dt,
+       "val_loss": m["val_loss"], "psnr_h1": m["rollout_psnr_h1"]}
+if a["split_costs"] and m["n_samples_rollout"] < len(s):  # a rolled-out sample's cost, and so an h1 sample's
+    t0 = time.perf_counter()
+    evaluate(vq, wm, data, s[:64], horizon=10, batch_size=32, rollout_samples=0)
+    deep = (time.perf_counter() - t0) / 64
+    h1 = (dt - deep * m["n_samples_rollout"]) / (len(s) - m["n_samples_rollout"])
+    out.update(rollout_sample_s=deep, h1_sample_s=h1, rollout_work=deep / h1)
+print(json.dumps(out))
 """
 
 
 def run(code_dir: Path, args: argparse.Namespace, n: int, rollouts: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code_dir), "OMP_NUM_THREADS": str(args.threads)}
     spec = {"checkpoint": str(Path(args.checkpoint).resolve()), "data": str(Path(args.data).resolve()),
-            "indices": str(Path(args.indices).resolve()), "threads": args.threads, "n": n, "rollouts": rollouts}
+            "indices": str(Path(args.indices).resolve()), "threads": args.threads, "n": n, "rollouts": rollouts,
+            "split_costs": n == 0}
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env, cwd=code_dir, check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -60,6 +68,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="", help="write the figures here")
+    ap.add_argument("--after-from", default="", help="take the after figure from this `neuroplay eval --tier gold "
+                    "--json` file (its metric pass is the same call) instead of timing it again")
     args = ap.parse_args()
     here = Path(__file__).resolve().parents[1]
     rows: dict[str, list[dict]] = {"after": [], "before": []}
@@ -67,7 +77,13 @@ def main() -> None:
         from neuroplay.evaluation.suite import default_rollouts, frozen_samples
 
         _, s = frozen_samples([args.data], "gold", "all", args.indices)
-        rows["after"].append(run(here, args, 0, default_rollouts("gold", len(s))))
+        if args.after_from:
+            g = json.loads(Path(args.after_from).read_text())
+            n, dt = g["metrics"]["n_samples"], g["seconds"]["metrics"]
+            rows["after"] = [{"samples": n, "rolled_out": g["metrics"]["n_samples_rollout"], "seconds": dt,
+                              "samples_per_s": n / dt, "from": args.after_from}]
+        else:
+            rows["after"].append(run(here, args, 0, default_rollouts("gold", len(s))))
         print(f"round {r}: after  {rows['after'][-1]}")
         if args.before:
             rows["before"].append(run(Path(args.before).resolve(), args, args.before_samples, 0))

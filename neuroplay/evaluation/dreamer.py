@@ -1,7 +1,11 @@
-"""Open-loop dreaming of a batch for the evaluation: `Dreamer` steps it, `rollout` runs it for H steps.
+"""Dreaming for the evaluation: `Dreamer` steps a batch of dreams, `Dreamers` one whose contexts differ in
+length, `rollout` runs one for H steps, and `h1_logits` gives many samples' next-frame logits at once.
 
 Block-causal models (lite, lite2) go through their KV cache, one frame pass per step; any other model gets
-its 4-frame forward on a rolled history. The play engine (`neuroplay.engine`) does the same for one dream.
+its forward on a rolled history. The play engine (`neuroplay.engine`) does the same for one dream. Every
+prediction starts from the context play's cache would hold (`context_frames`): through the cache, a history
+frame's keys were computed from its own window, so a block-causal model's prediction reaches
+n_layers * (max_history - 1) frames back, not max_history - 1.
 """
 
 from __future__ import annotations
