@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import detect
-from neuroplay.evaluation.dreamer import Dreamers, context_frames, h1_logits, rollout
+from neuroplay.evaluation.dreamer import Dreamers, context_frames, h1_logits, plan_runs, rollout
 from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
@@ -45,13 +45,31 @@ from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 PSNR_CAP = 100.0
 SHALLOW_SPAN = 8
 """Samples scored at h1 only go in spans of this many batches (long runs for `h1_logits`)."""
-ROLLOUT_WORK = 30
-"""A rolled-out sample's work in h1-only samples (lite2, gold tier), so that the progress bar's ETA holds."""
+ROLLOUT_PASSES = 35
+"""Frame passes of a rolled-out sample (its context, 10 steps, LEFT/RIGHT, the mirrored context): its weight in
+the progress bar, where an h1-only sample weighs the frames its run adds (`span_work`)."""
 
 
-def eval_work(n: int, n_roll: int) -> int:
-    """`evaluate`'s progress total for n samples of which n_roll are rolled out (units of h1 samples)."""
-    return n_roll * ROLLOUT_WORK + n - n_roll
+def plan_spans(samples: np.ndarray, n_roll: int, batch_size: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """`evaluate`'s order and batches: the first n_roll samples (rolled out) in batches of `batch_size`, then the
+    rest scored at h1 only, in (episode, t) order and in spans of `SHALLOW_SPAN` batches, so that `h1_logits`
+    reads runs of consecutive samples in one sequence pass. Every figure is a sum, so the order changes nothing."""
+    rest = samples[n_roll:][np.lexsort((samples[n_roll:, 1], samples[n_roll:, 0]))]
+    wide = batch_size * SHALLOW_SPAN
+    spans = [(i, min(i + batch_size, n_roll)) for i in range(0, n_roll, batch_size)]
+    spans += [(i, min(i + wide, len(samples))) for i in range(n_roll, len(samples), wide)]
+    return np.concatenate([samples[:n_roll], rest]), spans
+
+
+def span_work(wm: Any, s: np.ndarray, deep: bool) -> int:
+    """A span's share of the progress bar, in frame passes (see `ROLLOUT_PASSES`)."""
+    return len(s) * ROLLOUT_PASSES if deep else sum(r[2] for r in plan_runs(s, context_frames(wm)))
+
+
+def eval_work(wm: Any, samples: np.ndarray, n_roll: int, batch_size: int) -> int:
+    """`evaluate`'s progress total: the sum of `span_work` over its spans."""
+    ordered, spans = plan_spans(np.asarray(samples, np.int64).reshape(-1, 2), n_roll, batch_size)
+    return sum(span_work(wm, ordered[i0:i1], i0 < n_roll) for i0, i1 in spans)
 REPORT_HORIZONS = (1, 5, 10)
 MAX_PADDLE_STEP = 10.0
 """Largest paddle move between frames (px) taken as real: 99.9% of real steps are under 9.4 px."""
@@ -137,13 +155,7 @@ def evaluate(
         raise DatasetError("an evaluation sample lies outside its episode (indices made for other data?)")
     n_roll = len(samples) if rollout_samples <= 0 else min(rollout_samples, len(samples))
     acc, pix = _Acc(), vq is not None
-    # The rest are scored at h1 only, in (episode, t) order and in long spans, so that `h1_logits` reads runs
-    # of consecutive samples in one sequence pass. Every figure is a sum, so the order changes nothing.
-    rest = samples[n_roll:][np.lexsort((samples[n_roll:, 1], samples[n_roll:, 0]))]
-    samples = np.concatenate([samples[:n_roll], rest])
-    wide = batch_size * SHALLOW_SPAN
-    spans = [(i, min(i + batch_size, n_roll)) for i in range(0, n_roll, batch_size)]
-    spans += [(i, min(i + wide, len(samples))) for i in range(n_roll, len(samples), wide)]
+    samples, spans = plan_spans(samples, n_roll, batch_size)
     for i0, i1 in spans:
         s, deep = samples[i0:i1], i0 < n_roll
         room = data.episode_lengths[s[:, 0]] - s[:, 1]
@@ -208,7 +220,7 @@ def evaluate(
                 acc.add("px_vq", px[:, 1].numel())
                 acc.tally("vq", px[:, 1], recon)
         if progress is not None:
-            progress(len(s) * (ROLLOUT_WORK if deep else 1))
+            progress(span_work(wm, s, deep))
     return _summarize(acc, horizon, len(samples), n_roll, pix, data.kind, decode)
 
 

@@ -158,9 +158,10 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
               f"out to h{cfg.horizon}; probes on {sizes[0]}/{sizes[1]}/{sizes[2]} states (response/FIRE/ball), "
               f"gameplay probes on {n_game}; "
               f"endless dream {n_end} steps; decoder {decode.label()}", file=sys.stderr)
-    bar = tqdm(total=eval_work(len(samples), min(n_roll or len(samples), len(samples))), desc=f"eval {cfg.tier}",
+    work = eval_work(wm, samples, min(n_roll or len(samples), len(samples)), cfg.batch_size)
+    bar = tqdm(total=work, desc=f"eval {cfg.tier}",
                disable=not cfg.progress_bar, file=sys.stderr, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {elapsed}<{remaining}")  # work units, not samples: only % and ETA
+               bar_format="{l_bar}{bar}| {elapsed}<{remaining}")  # frame passes, not samples: % and ETA
     try:
         metrics = evaluate(vq, wm, data, samples, horizon=cfg.horizon, batch_size=cfg.batch_size,
                            rollout_samples=n_roll, device=device, progress=bar.update, decode=decode, seed=cfg.seed)
