@@ -94,9 +94,9 @@ class Dreamers:
         self.batch = sum(len(idx) for idx, _, _ in groups)
         first = groups[0][1]
         self.last = torch.empty(self.batch, first.shape[-1], dtype=first.dtype, device=first.device)
+        """(B, 336) the newest frame: the last history frame, then the last pushed one."""
         for idx, d in self.parts:
             self.last[idx] = d.hist[:, -1]
-        """(B, 336) the newest frame: the last history frame, then the last pushed one."""
 
     def logits(self, action: torch.Tensor) -> torch.Tensor:
         """(B, 336, V) float logits of the next frame under `action` (B,)."""
@@ -175,27 +175,18 @@ def plan_runs(samples: np.ndarray, context: int) -> list[tuple[int, int, int, np
 
 
 def h1_logits(wm: Any, samples: np.ndarray, tokens_at: Callable[[int, np.ndarray], torch.Tensor],
-              actions_at: Callable[[int, np.ndarray], np.ndarray], batch_size: int = 32) -> torch.Tensor:
+              actions_at: Callable[[int, np.ndarray], np.ndarray]) -> torch.Tensor:
     """1-step logits (n, 336, V) of (episode, t) samples (n, 2), in their order, each with its full context
     (`context_frames`): equal to `Dreamers` from the same context to float precision (tested).
 
-    Block-causal models read whole runs of nearby samples in one sequence pass (`plan_runs`), each frame
-    once, instead of a context per sample: on the gold tier's consecutive samples a sample costs one frame
-    pass instead of 13. Other models (spec) get their 4-frame forward per sample.
+    Block-causal models only: they read whole runs of nearby samples in one sequence pass (`plan_runs`), each
+    frame once, instead of a context per sample: on the gold tier's consecutive samples a sample costs one
+    frame pass instead of 13. (A full-attention model's context is its 4-frame input: `Dreamers` is all it has.)
     `tokens_at(episode, frames)` -> (len, 336) tokens; `actions_at(episode, frames)` -> actions taken there.
     """
-    ctx = context_frames(wm)
-    if not getattr(wm, "block_causal", False):
-        out = []
-        for i in range(0, len(samples), batch_size):
-            s = samples[i : i + batch_size]
-            hist = torch.stack([tokens_at(e, np.arange(t - ctx, t + 1)) for e, t in s])  # (B, 4, 336)
-            acts = torch.from_numpy(np.stack([actions_at(e, np.arange(t - ctx, t + 1)) for e, t in s])).long()
-            acts = acts.to(hist.device)  # (B, 4): the actions taken at the history frames
-            out.append(Dreamer(wm, hist, None, acts[:, :-1]).logits(acts[:, -1]))
-        return torch.cat(out)
+    assert getattr(wm, "block_causal", False), "h1_logits needs a block-causal model (others: Dreamers)"
     by_len: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}
-    for r in plan_runs(samples, ctx):
+    for r in plan_runs(samples, context_frames(wm)):
         by_len.setdefault(r[2], []).append(r)
     result: torch.Tensor | None = None
     for m, group in by_len.items():

@@ -227,10 +227,13 @@ def evaluate(
 def _h1(wm: Any, src: FrameSource, s: np.ndarray, rows: np.ndarray, tok: torch.Tensor, batch_size: int,
         use_cache: bool | None) -> torch.Tensor:
     """1-step logits (B, 336, V) of samples `s`, each from its full context: `h1_logits` (runs of nearby
-    samples in one sequence pass), or `Dreamers` where `use_cache` is False (the plain forward, for tests).
+    samples in one sequence pass) for block-causal models, else `Dreamers` batch by batch (full attention, and
+    the plain forward where `use_cache` is False, for tests).
     `tok` (n, 336) are the tokens of the already fetched `rows` (n,); the rest of the runs' frames are fetched."""
-    if use_cache is False:
-        return src.dreamer(wm, s, False).logits(torch.from_numpy(src.data.actions_at(s)).long().to(tok.device))
+    if use_cache is False or not getattr(wm, "block_causal", False):
+        acts = torch.from_numpy(src.data.actions_at(s)).long().to(tok.device)
+        return torch.cat([src.dreamer(wm, s[i : i + batch_size], use_cache).logits(acts[i : i + batch_size])
+                          for i in range(0, len(s), batch_size)])
     data, ctx = src.data, context_frames(wm)
     need = np.unique(np.concatenate([data.frame_offsets[e] + np.arange(max(0, t - ctx), t + 2) for e, t in s]))
     have, first = np.unique(rows.reshape(-1), return_index=True)
@@ -244,7 +247,7 @@ def _h1(wm: Any, src: FrameSource, s: np.ndarray, rows: np.ndarray, tok: torch.T
         j = np.searchsorted(u, data.frame_offsets[e] + frames)
         return all_tok[torch.from_numpy(j).to(tok.device)]
 
-    return h1_logits(wm, s, tokens_at, lambda e, f: data.actions[data.transition_offsets[e] + f], batch_size)
+    return h1_logits(wm, s, tokens_at, lambda e, f: data.actions[data.transition_offsets[e] + f])
 
 
 def _sensitivity(d: Dreamers, src: FrameSource, acc: _Acc, pix: bool) -> None:
