@@ -67,6 +67,9 @@ class BenchConfig:
     """Target frame rate of the paced loop."""
     train_steps: int = 3
     """Timed training steps (after one warm-up step)."""
+    train_batch: list[int] = field(default_factory=list)
+    """Clips per step of the train item; several give one result each, to see where a GPU saturates (default:
+    the preset's)."""
     collect_frames: int = 1000
     """Transitions collected for the collection throughput."""
     matrix: bool = False
@@ -249,8 +252,13 @@ def paced_loop(engine: Any, frames: int, fps: float, rng: np.random.Generator) -
             "key_to_frame_ms": stats(shown), "work_ms": stats(work)}
 
 
-def bench_train(preset_name: str, wm_cfg: Any, device: torch.device, cfg: BenchConfig) -> dict[str, Any]:
-    """Training samples/s of the world model (targets per second; a block-causal clip of n frames is n-1)."""
+def bench_train(
+    preset_name: str, wm_cfg: Any, device: torch.device, cfg: BenchConfig, batch: int | None = None
+) -> dict[str, Any]:
+    """Training samples/s of the world model (targets per second; a block-causal clip of n frames is n-1).
+
+    `batch`: clips (or samples) per step; None takes the preset's training batch.
+    """
     from neuroplay.config import PRESETS
     from neuroplay.device import bf16_fast
     from neuroplay.models.world_model import TemporalWorldModel
@@ -258,7 +266,7 @@ def bench_train(preset_name: str, wm_cfg: Any, device: torch.device, cfg: BenchC
     from training.wm import sequence_loss
 
     train = PRESETS[preset_name].train if preset_name in PRESETS else {}
-    b, n = int(train.get("batch_size", 8)), int(train.get("seq_frames", 12))
+    b, n = batch or int(train.get("batch_size", 8)), int(train.get("seq_frames", 12))
     torch.manual_seed(cfg.seed)
     model = TemporalWorldModel(wm_cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -346,6 +354,8 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
         raise ValueError(f"--items: unknown {', '.join(bad)}; choose from {', '.join(ITEMS)}")
     if cfg.steps < 1 or cfg.warmup < 0:
         raise ValueError("--steps must be >= 1 and --warmup >= 0")
+    if any(b < 1 for b in cfg.train_batch):
+        raise ValueError("--train-batch: batch sizes must be >= 1")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -377,7 +387,10 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
         res["matrix"] = bench_matrix(wm, device, cfg)
     res["throughput"] = {}
     if "train" in cfg.items:
-        res["throughput"]["train"] = bench_train(preset_name, wm_cfg, device, cfg)
+        sweep = [bench_train(preset_name, wm_cfg, device, cfg, b) for b in (cfg.train_batch or [None])]
+        res["throughput"]["train"] = sweep[0]
+        if len(sweep) > 1:
+            res["throughput"]["train_sweep"] = sweep
     if "collect" in cfg.items:
         res["throughput"]["collect"] = bench_collect(cfg)
     res["ratios"] = ratios(res)

@@ -125,6 +125,9 @@ def format_table(res: dict[str, Any]) -> str:
     if "train" in th:
         lines.append(f"training: {th['train']['samples_per_s']:.1f} samples/s "
                      f"({th['train']['step_ms']['p50']:.0f} ms/step, {th['train']['targets_per_step']} targets)")
+    for t in th.get("train_sweep", [])[1:]:
+        lines.append(f"training, batch {t['batch_size']}: {t['samples_per_s']:.1f} samples/s "
+                     f"({t['step_ms']['p50']:.0f} ms/step, {t['targets_per_step']} targets)")
     if "collect" in th:
         lines.append(f"collection: {th['collect']['frames_per_s']:.0f} frames/s")
     for k, v in res.get("ratios", {}).items():

@@ -50,6 +50,20 @@ def test_bench_preset_writes_the_fields(tmp_path: Path, capsys: pytest.CaptureFi
     assert r["config"]["steps"] == 3
 
 
+def test_bench_train_batch_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep.json"
+    rc = main(["bench", "--preset", "tiny", *FAST, "--items", "train", "--train-steps", "1", "--train-batch", "2", "6",
+               "--json", str(out)])
+    assert rc == 0
+    sweep = read(out)["throughput"]["train_sweep"]
+    assert [t["batch_size"] for t in sweep] == [2, 6]
+    assert [t["targets_per_step"] for t in sweep] == [2 * 7, 6 * 7]  # tiny trains clips of 8 frames
+    assert read(out)["throughput"]["train"] == sweep[0]
+    assert "training, batch 6:" in capsys.readouterr().out
+    assert main(["bench", "--preset", "tiny", *FAST, "--items", "train", "--train-batch", "0"]) == 2
+    assert "--train-batch" in capsys.readouterr().err
+
+
 def test_bench_checkpoint_full_attention_and_matrix(tmp_path: Path, tiny_run: Path) -> None:
     """A trained run folder; and the matrix with a full-attention preset (no cache: no frame pass)."""
     out = tmp_path / "ckpt.json"

@@ -153,6 +153,36 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_config(tmp_path: Path
         train_wm(wm_cfg(tmp_path / "f", tiny_run, preset="tiny-full", init=str(tiny_run / "wm")))
 
 
+def test_minutes_budget_stops_decays_and_resumes_with_what_is_left(
+    tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--minutes` ends a run on the clock, the cosine reaching its floor by the clock, and a resumed run
+    spends only the rest. The clock is faked: every reading advances it 5 s."""
+    import types
+
+    import training.wm as wm_mod
+
+    now = {"t": 0.0}
+
+    def clock() -> float:
+        now["t"] += 5.0
+        return now["t"]
+
+    monkeypatch.setattr(wm_mod, "time", types.SimpleNamespace(time=clock))
+    run = tmp_path / "m"
+    train_wm(wm_cfg(run, tiny_run, steps=1000, minutes=1.0, log_every=1, lr=1e-3))
+    done = json.loads((run / "last" / "wm" / "progress.json").read_text())["step"]
+    assert 3 <= done < 20  # a few 5-s readings a step against a 60-s budget; far from the 1000 steps
+    lrs = [r["lr"] for r in logs(run, "wm") if "lr" in r]
+    assert len(lrs) == done and lrs[2:] == sorted(lrs[2:], reverse=True)  # warm-up (2 steps), then only down
+    assert lrs[-1] < 0.3e-3  # the clock, not the 1000 steps, took the cosine near its floor (1e-4)
+    assert (run / "wm" / "model.safetensors").exists()  # the final canary kept a best checkpoint
+    train_wm(wm_cfg(run, tiny_run, steps=1000, minutes=1.0, resume=True))  # the budget is spent: no step
+    assert json.loads((run / "last" / "wm" / "progress.json").read_text())["step"] == done
+    train_wm(wm_cfg(run, tiny_run, steps=1000, minutes=2.0, resume=True))  # one more minute
+    assert json.loads((run / "last" / "wm" / "progress.json").read_text())["step"] > done
+
+
 def test_val_split_is_fixed_by_split_seed_not_seed(tmp_path: Path, tiny_run: Path) -> None:
     """Another --seed (batches, init) keeps the same val episodes and samples, so a fine-tune never trains
     on what `neuroplay eval` holds out; --split-seed moves them."""

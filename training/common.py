@@ -59,6 +59,17 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), world, local)
 
 
+def agree_any(flag: bool, dist_info: Dist, device: torch.device) -> bool:
+    """True on every rank when it is true on any (a stop that one rank's clock decides must stop all)."""
+    if dist_info.world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     """The RNG of one training step: the same (seed, step, rank) always gives the same draws."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 97 + rank)
@@ -75,11 +86,15 @@ def autocast(device: torch.device, amp: str) -> AbstractContextManager[Any]:
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()
 
 
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of `base`."""
+def lr_at(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10% of `base`.
+
+    The decay follows whichever runs out first: the steps, or (`time_frac`, the share of a wall-clock
+    budget spent) the time. So a run given minutes instead of steps still ends at the low learning rate.
+    """
     if step < warmup:
         return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -132,10 +147,14 @@ def save_resume(
     best: float | None,
     config: Any,
     info: dict[str, Any],
+    elapsed_s: float = 0.0,
 ) -> None:
-    """Model checkpoint + optimizer/progress state under `<run>/last/<stage>`, atomically."""
+    """Model checkpoint + optimizer/progress state under `<run>/last/<stage>`, atomically.
+
+    `elapsed_s`: training seconds so far, so that a resumed run with a wall-clock budget spends only the rest.
+    """
     save_checkpoint(stage_dir, _unwrap(model), preset, {**info, "step": step, "train_config": asdict(config)})
-    state = {"optimizer": optimizer.state_dict(), "step": step, "best": best}
+    state = {"optimizer": optimizer.state_dict(), "step": step, "best": best, "elapsed_s": float(elapsed_s)}
     tmp = stage_dir / f".{STATE_FILE}.tmp-{os.getpid()}"
     try:
         torch.save(state, tmp)
@@ -146,8 +165,10 @@ def save_resume(
     atomic_write_bytes(stage_dir / "progress.json", json.dumps({"step": step, "best": best}).encode())
 
 
-def load_resume(stage_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float | None]:
-    """Restore what `save_resume` wrote; returns (step, best)."""
+def load_resume(
+    stage_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, float | None, float]:
+    """Restore what `save_resume` wrote; returns (step, best, training seconds so far)."""
     load_weights(stage_dir, model, "--resume")
     path = stage_dir / STATE_FILE
     try:
@@ -155,7 +176,7 @@ def load_resume(stage_dir: Path, model: nn.Module, optimizer: torch.optim.Optimi
     except Exception as e:  # torch raises many types for a bad file
         raise CheckpointError(f"{path}: cannot read resume state ({e.__class__.__name__})") from e
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"]), state.get("best")
+    return int(state["step"]), state.get("best"), float(state.get("elapsed_s", 0.0))
 
 
 def load_weights(directory: Path, model: nn.Module, flag: str) -> None:

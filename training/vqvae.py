@@ -140,7 +140,7 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
     last_dir, best_dir = run / "last" / "vqvae", run / "vqvae"
     step, best = 0, None
     if cfg.resume:
-        step, best = load_resume(last_dir, model, opt)
+        step, best, _ = load_resume(last_dir, model, opt)
     info = {"data": [str(p) for p in cfg.data], "stage": "vqvae"}
     log = RunLogger(run, "vqvae")
     bar = progress(cfg.steps, step, "vqvae", cfg.progress_bar)

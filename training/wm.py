@@ -28,6 +28,7 @@ from neuroplay.device import resolve_device
 from neuroplay.models.world_model import TemporalWorldModel
 from training.common import (
     RunLogger,
+    agree_any,
     autocast,
     check_finite,
     init_distributed,
@@ -59,6 +60,9 @@ class WMTrainConfig:
     """Optimizer steps."""
     epochs: float = 0.0
     """Train this many epochs instead (0: use --steps)."""
+    minutes: float = 0.0
+    """Wall-clock budget: stop after this many minutes of training, the cosine keyed to whichever of time and
+    steps runs out first (0: steps only). Resumed runs spend only what is left."""
     batch_size: int = 8
     """Samples (or clips) per batch."""
     lr: float = 5e-4
@@ -211,9 +215,9 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
     last_dir, best_dir = run / "last" / "wm", run / "wm"
-    step, best = 0, None
+    step, best, spent = 0, None, 0.0
     if cfg.resume:
-        step, best = load_resume(last_dir, model, opt)
+        step, best, spent = load_resume(last_dir, model, opt)
     elif cfg.init:
         load_weights(Path(cfg.init), model, "--init")
     net: Any = model
@@ -229,13 +233,16 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     log = RunLogger(run, "wm", enabled=main)
     bar = progress(cfg.steps, step, "wm", cfg.progress_bar and main)
     t0, tokens_seen, w = time.time(), 0, preset.wm.max_history
+    budget = cfg.minutes * 60.0
+    elapsed = lambda: spent + time.time() - t0  # training seconds, resumed runs included
+    time_up = budget > 0 and elapsed() >= budget
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not time_up:
             model.train()
             seed_step(cfg.seed, step, dist_info.rank)
             g = step_generator(cfg.seed, step, dist_info.rank)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
+                group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, elapsed() / budget if budget else 0.0)
             is_rollout = torch.rand((), generator=g).item() < cfg.rollout_ratio
             with autocast(device, cfg.amp):
                 if is_rollout:
@@ -263,13 +270,15 @@ def train_wm(cfg: WMTrainConfig) -> Path:
             step += 1
             tokens_seen += n_targets * preset.wm.n_tokens * dist_info.world
             bar.update(1)
-            if main and (step % cfg.log_every == 0 or step == cfg.steps):
+            time_up = budget > 0 and agree_any(elapsed() >= budget, dist_info, device)
+            final = step == cfg.steps or time_up
+            if main and (step % cfg.log_every == 0 or final):
                 tps = tokens_seen / (time.time() - t0)
                 log.scalars(step, {"loss": loss.item(), "train_acc": acc.item(), "grad_norm": float(gnorm),
                                    "rollout": float(is_rollout), "tokens_per_s": tps, "lr": opt.param_groups[0]["lr"],
                                    **data.drawn_stats()})
                 bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.4f}", tok_s=f"{tps:.0f}")
-            if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or step == cfg.steps):
+            if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or final):
                 m = canary(model, val, device)
                 log.scalars(step, m)
                 bar.write(f"wm step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
@@ -280,17 +289,19 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                 from training.wm_images import rollout_grid
 
                 log.image(step, "real_vs_rollout", rollout_grid(model, vq, val_roll, device))
-            if main and (step % cfg.save_every == 0 or step == cfg.steps):
-                save_resume(last_dir, model, preset.name, opt, step, best, cfg, info)
+            if main and (step % cfg.save_every == 0 or final):
+                save_resume(last_dir, model, preset.name, opt, step, best, cfg, info, elapsed())
     except KeyboardInterrupt:
         if main:
-            save_resume(last_dir, model, preset.name, opt, step, best, cfg, info)
+            save_resume(last_dir, model, preset.name, opt, step, best, cfg, info, elapsed())
             bar.close()
             print(f"\nwm: interrupted at step {step}; saved {last_dir} (continue with --resume)")
         raise
     finally:
         bar.close()
         log.close()
+    if main and time_up:
+        print(f"wm: the {cfg.minutes:g}-minute budget is spent at step {step}; saved {last_dir}")
     if main and not (best_dir / "model.safetensors").exists():
         save_checkpoint(best_dir, model, preset.name, {**info, "step": step})
     return best_dir
