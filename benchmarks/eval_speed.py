@@ -61,7 +61,7 @@ def run(code_dir: Path, args: argparse.Namespace, n: int, rollouts: int) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="a held-out episode file (pixels), scored with --split all")
-    ap.add_argument("--checkpoint", default="assets/checkpoints/next", help="folder with vqvae/ and wm/")
+    ap.add_argument("--checkpoint", default="assets/checkpoints/lite", help="folder with vqvae/ and wm/")
     ap.add_argument("--indices", default="/tmp/eval_speed_indices.json", help="frozen tier file (made if absent)")
     ap.add_argument("--before", default="", help="an older checkout to compare with")
     ap.add_argument("--before-samples", type=int, default=200, help="gold samples the older code is timed on")
