@@ -2,10 +2,11 @@
 
     SDL_VIDEODRIVER=dummy python docs/make_gifs.py --checkpoint assets/checkpoints/lite
 
-- `docs/dream.gif`: the tracker autopilot plays the dream from the reset screen (what `neuroplay play
-  --autopilot tracker` shows, without the window's HUD), 3x nearest-neighbour;
-- `docs/compare.gif`: the autopilot plays the real emulator; the dream, started from the same first frames,
-  gets the same actions (`neuroplay compare` with the autopilot at the keys). Left real, right dream.
+Both are the game's own sessions (`neuroplay.session`, what the window draws, without its HUD), 3x
+nearest-neighbour:
+- `docs/dream.gif`: `neuroplay play --autopilot tracker`, the tracker playing the dream from the reset screen;
+- `docs/compare.gif`: `neuroplay compare --autopilot tracker`, left the real emulator, right the dream, both
+  started from the same game's first frames and given the same actions.
 
 Prints what happened in each, read by the one detector (`neuroplay.envs.breakout`), so the README's caption
 is a measurement: launches, bounces, bricks broken, lost balls, lives counted down.
@@ -18,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroplay.envs.breakout import BOUNCE, LAUNCH, LOST, TrackerPolicy, frame_events
-from neuroplay.envs.dream import DreamEnv
-from neuroplay.envs.real import RealEnv
-from neuroplay.evaluation.endless import autopilot, figures
+from neuroplay.envs.breakout import BOUNCE, LAUNCH, LOST, frame_events
+from neuroplay.evaluation.endless import figures
+from neuroplay.session import open_session
 
 
 def events(frames: np.ndarray) -> dict[str, int]:
@@ -55,24 +55,22 @@ def main() -> None:
     a = p.parse_args()
     out = Path(a.out)
 
-    dream = DreamEnv.from_checkpoint(a.checkpoint, device="cpu", seed=a.seed)
-    frames, _ = autopilot(dream, a.frames, seed=a.seed)
-    write(out / "dream.gif", frames)
-    print("dream:", events(frames))
+    def play(mode: str, steps: int) -> list[list]:
+        """The panels (in the window's order) of a `mode` session's first frame and `steps` autopilot frames."""
+        session = open_session(mode, a.checkpoint, device="cpu", seed=a.seed, autopilot="tracker", fps=0)
+        views = [session.view()] + [session.step() for _ in range(steps)]
+        session.close()
+        return [[np.array(f) for _, f in v.panels] for v in views]
 
-    real, policy = RealEnv(seed=a.seed), TrackerPolicy(noise=0.05, seed=a.seed)
-    r = real.reset()
-    d = dream.reset(seed=a.seed)  # the same fresh emulator's first frames
-    pairs = [(r, d)]
-    for _ in range(a.compare_frames):
-        act = policy.act(r)
-        r, d = real.step(act).frame, dream.step(act).frame
-        pairs.append((r, d))
+    dream = np.stack([p[0] for p in play("dream", a.frames)])
+    write(out / "dream.gif", dream)
+    print("dream:", events(dream))
+
+    pairs = play("compare", a.compare_frames)
     gap = np.full((84, 2, 3), 255, np.uint8)
-    write(out / "compare.gif", np.stack([np.concatenate([x, gap, y], 1) for x, y in pairs]))
-    print("compare, real:", events(np.stack([x for x, _ in pairs])))
-    print("compare, dream:", events(np.stack([y for _, y in pairs])))
-
+    write(out / "compare.gif", np.stack([np.concatenate([r, gap, d], 1) for r, d in pairs]))
+    print("compare, real:", events(np.stack([r for r, _ in pairs])))
+    print("compare, dream:", events(np.stack([d for _, d in pairs])))
 
 if __name__ == "__main__":
     main()
