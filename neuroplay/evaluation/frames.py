@@ -41,13 +41,14 @@ class EvalData:
     def n_episodes(self) -> int:
         return len(self.episode_lengths)
 
-    def rows(self, samples: np.ndarray) -> np.ndarray:
-        """Global frame row of each (episode, t)."""
-        return self.frame_offsets[samples[:, 0]] + samples[:, 1]
+    def rows(self, samples: np.ndarray, k: int | np.ndarray = 0) -> np.ndarray:
+        """Global frame row of t+k for each (episode, t), shaped as `_offset` says."""
+        return _offset(self.frame_offsets[samples[:, 0]] + samples[:, 1], k)
 
-    def actions_at(self, samples: np.ndarray, k: int = 0) -> np.ndarray:
-        """Action taken at t+k of each (episode, t) (the caller keeps t+k inside the episode)."""
-        return self.actions[self.transition_offsets[samples[:, 0]] + samples[:, 1] + k]
+    def actions_at(self, samples: np.ndarray, k: int | np.ndarray = 0) -> np.ndarray:
+        """Action taken at t+k of each (episode, t), shaped as `_offset` says (the caller keeps t+k inside
+        the episode)."""
+        return self.actions[_offset(self.transition_offsets[samples[:, 0]] + samples[:, 1], k)]
 
     def images(self, rows: np.ndarray) -> np.ndarray:
         """uint8 frames (n, 84, 64, 3) or tokens (n, 21, 16) of global rows, gathered part by part."""
@@ -58,6 +59,12 @@ class EvalData:
             m = part == p
             out[m] = self.parts[p].images[rows[m] - self._row0[p]]
         return out
+
+
+def _offset(base: np.ndarray, k: int | np.ndarray) -> np.ndarray:
+    """base (n,) plus k: an int gives (n,); offsets (m,) or per-sample offsets (n, m) give (n, m)."""
+    k = np.asarray(k)
+    return base + k if k.ndim == 0 else base[:, None] + k
 
 
 class FrameSource:
@@ -109,11 +116,11 @@ class FrameSource:
         groups = []
         for n in np.unique(lens):
             idx = np.flatnonzero(lens == n)
-            frames = first[idx, None] + np.arange(n)  # (b, T) frame indices within each episode
-            rows = (self.data.frame_offsets[states[idx, 0], None] + frames).reshape(-1)
+            starts = np.stack([states[idx, 0], first[idx]], 1)  # (b, 2): (episode, first context frame)
+            rows = self.data.rows(starts, np.arange(n)).reshape(-1)  # (b*T,)
             hist = self.fetch(rows, pixels=False)[0].view(len(idx), n, -1)  # (b, T, 336)
-            acts = self.data.actions[self.data.transition_offsets[states[idx, 0], None] + frames[:, :-1]]
-            a = torch.from_numpy(acts.astype(np.int64)).to(hist.device)  # (b, T-1)
+            acts = self.data.actions_at(starts, np.arange(n - 1))  # (b, T-1): taken at all but the last
+            a = torch.from_numpy(acts.astype(np.int64)).to(hist.device)
             if mirror:
                 hist, a = self.mirror(hist), torch.tensor(MIRROR_ACTION, device=a.device)[a]
             groups.append((idx, hist, a))

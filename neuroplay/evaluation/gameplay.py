@@ -99,7 +99,7 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
     if len(states) == 0:
         return {f"{kind}_rate": None, f"{kind}_states": 0}
     ks = np.array([found[(int(e), int(t))] for e, t in states])
-    acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(h)]
+    acts = data.actions_at(states, np.arange(h))
     dreamed, _, sane = dream_frames(ctx, states, acts)  # (n, h, 84, 64, 3)
     rows = (data.rows(states)[:, None] + np.arange(-2, h + 1)).reshape(-1)
     real = src.real_uint8(rows).reshape(len(states), h + 3, 84, 64, 3)
@@ -146,7 +146,7 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"flight_visible": float(np.mean(seen_dream)),
                            "flight_real_visible": float(np.mean(np.concatenate(seen_real))),
                            "flight_states": len(states), "flight_steps": steps}
-    acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(5)]
+    acts = data.actions_at(states, np.arange(5))
     dreamed, _, sane = dream_frames(ctx, states, acts)
     real5 = src.real_uint8((data.rows(states)[:, None] + 1 + np.arange(5)).reshape(-1)).reshape(dreamed.shape)
     err = []

@@ -167,7 +167,7 @@ def evaluate(
         tok, px = src.fetch(rows.reshape(-1), pixels=pix)
         tok = tok.view(len(s), 1 + h_max, -1)
         tgt, last = tok[:, 1:], tok[:, 0]
-        acts = torch.from_numpy(data.actions[(data.transition_offsets[s[:, 0]] + s[:, 1])[:, None] + steps]).long()
+        acts = torch.from_numpy(data.actions_at(s, steps)).long()  # (B, H)
         acts = acts.to(device)
         valid = torch.from_numpy(np.arange(h_max)[None] < hs[:, None]).to(device)  # (B, H)
         if deep:

@@ -173,7 +173,7 @@ def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     states = scan_states(cands, n, check)
     if len(states) == 0:
         return {"ball_alive_rate": None, "ball_states": 0}
-    acts = data.actions[(data.transition_offsets[states[:, 0]] + states[:, 1])[:, None] + np.arange(steps)]
+    acts = data.actions_at(states, np.arange(steps))
     frames, _, sane = dream_frames(ctx, states, acts)
     objs = [[detect(f) if ok else NOTHING for f, ok in zip(d, sn)] for d, sn in zip(frames, sane)]
     alive = np.array([ball_alive(o) for o in objs])

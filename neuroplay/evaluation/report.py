@@ -122,8 +122,8 @@ def rollout_examples(
     out = []
     for e_t in s:
         r = data.rows(e_t[None])[0]
-        acts = data.actions[data.transition_offsets[e_t[0]] + e_t[1] + np.arange(horizon)]  # t..t+H-1
-        pred = rollout(src.dreamer(wm, e_t[None], use_cache), torch.from_numpy(acts[None]).long().to(src.device))
+        acts = data.actions_at(e_t[None], np.arange(horizon))  # (1, H): t..t+H-1
+        pred = rollout(src.dreamer(wm, e_t[None], use_cache), torch.from_numpy(acts).long().to(src.device))
         out.append((src.real_uint8(r + np.arange(horizon + 1)), to_uint8(src.decode01(pred[0]))))
     return out
 
