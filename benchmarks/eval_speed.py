@@ -11,6 +11,14 @@ timed by `neuroplay eval` itself, in its JSON's "seconds"):
 
     git worktree add /tmp/before 4e71b38
     OMP_NUM_THREADS=2 python benchmarks/eval_speed.py --data data/heldout_mix_3k.npz --before /tmp/before
+
+`--whole TIER` times the whole `neuroplay eval --tier TIER` instead (metrics, probes, endless dream), the same
+command in both checkouts (so the older one must have today's tiers and flags), and lists every figure that
+differs between the two: a faster evaluation must give the same numbers.
+
+    git worktree add /tmp/before 205aa3d
+    OMP_NUM_THREADS=2 python benchmarks/eval_speed.py --data data/heldout_mix_3k.npz --before /tmp/before \
+        --whole canary --rounds 2
 """
 
 from __future__ import annotations
@@ -58,6 +66,52 @@ def run(code_dir: Path, args: argparse.Namespace, n: int, rollouts: int) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_whole(code_dir: Path, args: argparse.Namespace, out: Path) -> dict:
+    """`neuroplay eval --tier args.whole` in `code_dir`'s code: its JSON's seconds and metrics."""
+    env = {**os.environ, "PYTHONPATH": str(code_dir), "OMP_NUM_THREADS": str(args.threads),
+           "SDL_VIDEODRIVER": "dummy"}
+    cmd = [sys.executable, "-m", "neuroplay.cli", "eval", "--data", str(Path(args.data).resolve()), "--checkpoint",
+           str(Path(args.checkpoint).resolve()), "--split", "all", "--tier", args.whole, "--indices",
+           str(Path(args.indices).resolve()), "--json", str(out), "--no-progress-bar"]
+    subprocess.run(cmd, env=env, cwd=code_dir, check=True, capture_output=True, text=True)
+    g = json.loads(out.read_text())
+    m = g["metrics"]
+    return {"samples": m["n_samples"], "rolled_out": m["n_samples_rollout"], "seconds": g["seconds"],
+            "samples_per_s": m["n_samples"] / g["seconds"]["total"], "metrics": m}
+
+
+def differences(a: dict, b: dict, tol: float = 1e-6) -> list[str]:
+    """Keys of two flat metric dicts whose values differ (floats by more than tol, relative)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, float) and isinstance(y, float):
+            if abs(x - y) > tol * max(1.0, abs(x)):
+                out.append(f"{k}: {x} vs {y}")
+        elif not isinstance(x, (dict, list)) and x != y:
+            out.append(f"{k}: {x} vs {y}")
+    return out
+
+
+def whole(args: argparse.Namespace, here: Path) -> None:
+    rows: dict[str, list[dict]] = {"after": [], "before": []}
+    tmp = Path(args.json or "/tmp/eval_speed.json").with_suffix("")
+    for r in range(args.rounds):
+        for side, code in (("after", here), ("before", Path(args.before).resolve())):
+            rows[side].append(run_whole(code, args, Path(f"{tmp}_{side}{r}.json")))
+            print(f"round {r}: {side} {rows[side][-1]['seconds']}")
+    med = lambda side, k: sorted(x["seconds"][k] for x in rows[side])[len(rows[side]) // 2]  # noqa: E731
+    summary = {"tier": args.whole, "threads": args.threads,
+               **{f"{side}_{k}_s": med(side, k) for side in rows for k in ("metrics", "probes", "total")},
+               "differences": differences(rows["after"][0]["metrics"], rows["before"][0]["metrics"])}
+    summary["ratio_total"] = summary["before_total_s"] / summary["after_total_s"]
+    summary["samples_per_s"] = {side: rows[side][0]["samples"] / med(side, "total") for side in rows}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**summary, "runs": [
+            {side: {k: v for k, v in x.items() if k != "metrics"} for side in rows for x in rows[side]}]}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="a held-out episode file (pixels), scored with --split all")
@@ -70,8 +124,15 @@ def main() -> None:
     ap.add_argument("--json", default="", help="write the figures here")
     ap.add_argument("--after-from", default="", help="take the after figure from this `neuroplay eval --tier gold "
                     "--json` file (its metric pass is the same call) instead of timing it again")
+    ap.add_argument("--whole", default="", choices=["", "canary", "fastval", "gold"],
+                    help="time the whole `neuroplay eval --tier` in both checkouts, and compare their figures")
     args = ap.parse_args()
     here = Path(__file__).resolve().parents[1]
+    if args.whole:
+        if not args.before:
+            ap.error("--whole needs --before")
+        whole(args, here)
+        return
     rows: dict[str, list[dict]] = {"after": [], "before": []}
     for r in range(args.rounds):
         from neuroplay.evaluation.suite import default_rollouts, frozen_samples

@@ -42,13 +42,18 @@ class Dreamer:
         self.hist_actions = (torch.zeros(b, t - 1, dtype=torch.long, device=history.device)  # (B, T-1) NOOP
                              if history_actions is None else history_actions.long())
         self._step_action: torch.Tensor | None = None
+        if self.cached:  # one pruned pass, equal to pushing the frames one by one (tests/test_framepass.py)
+            self.cache = wm.warm_cache(history, self.hist_actions)
+
+    def tile(self, k: int) -> Dreamer:
+        """k copies of this batch, rows [copy 0's B, copy 1's, ...], sharing the warm-up (fresh: nothing
+        asked since the last push carries over)."""
+        d = Dreamer.__new__(Dreamer)
+        d.wm, d.cached, d.fused, d._step_action = self.wm, self.cached, self.fused, None
+        d.hist, d.hist_actions = self.hist.repeat(k, 1, 1), self.hist_actions.repeat(k, 1)  # (kB, T, 336), (kB, T-1)
         if self.cached:
-            self.cache = wm.new_cache()
-            for i in range(t):
-                if self.fused and i < t - 1:
-                    wm.observe(self.cache, history[:, i], self.hist_actions[:, i])
-                else:
-                    wm.push_frame(self.cache, history[:, i])
+            d.cache = self.cache.tile(k)
+        return d
 
     def logits(self, action: torch.Tensor) -> torch.Tensor:
         """(B, 336, V) float logits of the next frame under `action` (B,)."""
@@ -97,6 +102,15 @@ class Dreamers:
         """(B, 336) the newest frame: the last history frame, then the last pushed one."""
         for idx, d in self.parts:
             self.last[idx] = d.hist[:, -1]
+
+    def tile(self, k: int) -> Dreamers:
+        """k copies of the batch, rows [copy 0's B, copy 1's, ...]: the same states dreamed under k action
+        sequences, each context warmed once (`Dreamer.tile`)."""
+        d = Dreamers.__new__(Dreamers)
+        b = self.batch
+        d.parts = [(torch.cat([idx + j * b for j in range(k)]), dr.tile(k)) for idx, dr in self.parts]
+        d.batch, d.last = k * b, self.last.repeat(k, 1)  # (kB, 336)
+        return d
 
     def logits(self, action: torch.Tensor) -> torch.Tensor:
         """(B, 336, V) float logits of the next frame under `action` (B,)."""

@@ -16,6 +16,9 @@ from neuroplay.evaluation.dreamer import Dreamers, context_frames
 from neuroplay.models.vqvae import to_uint8_image
 
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
+CPU_VQ_BATCH = 16
+"""Frames per VQ encode/decode call on a CPU: the lite VQ decodes 4.1 ms a frame at 16, 5.7 at 64 (out of cache)
+and 8.4 at 1 (2 AVX2 cores, measured)."""
 MIRROR_ACTION = (NOOP, FIRE, LEFT, RIGHT)
 
 
@@ -36,6 +39,13 @@ class EvalData:
         self.transition_offsets = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]]).astype(np.int64)
         self._row0 = np.cumsum([0] + [len(p.images) for p in self.parts])
         self.metas = [p.meta for p in self.parts]
+        self.sources: list[FrameSource] = []
+        """`FrameSource.of`'s sources of this data, one per VQ and device."""
+
+    @property
+    def n_rows(self) -> int:
+        """Frames in all files."""
+        return int(self._row0[-1])
 
     @property
     def n_episodes(self) -> int:
@@ -68,15 +78,46 @@ def _offset(base: np.ndarray, k: int | np.ndarray) -> np.ndarray:
 
 
 class FrameSource:
-    """Tokens and [0, 1] pixels of data rows: a pixel file is encoded with the VQ, a token file decoded."""
+    """Tokens and [0, 1] pixels of data rows: a pixel file is encoded with the VQ, a token file decoded.
+
+    A row's tokens (a pixel file's VQ codes) and its mirrored tokens are computed once and remembered: the
+    metrics, every probe and every dream start read the same rows' contexts again and again, and a VQ pass
+    costs more than the model's own work on a frame. `FrameSource.of` gives the evaluation's parts one source.
+    """
 
     def __init__(self, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> None:
         if data.kind == "frames" and vq is None:
             raise ValueError("evaluating a pixel file needs a VQ-VAE to encode it")
         self.data, self.vq, self.device, self.batch = data, vq, device, batch
+        self._memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        """name -> (tokens (rows, 336) int16, known (rows,) bool): "codes" of a pixel file, "mirror"."""
+
+    @classmethod
+    def of(cls, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> FrameSource:
+        """The source of `data` under this VQ and device, made once per data object and then shared (with
+        its memory of encoded rows) by the metrics, the probes and the gameplay probes."""
+        for src in data.sources:
+            if src.vq is vq and src.device == device:
+                src.batch = max(src.batch, batch)
+                return src
+        data.sources.append(src := cls(data, vq, device, batch))
+        return src
+
+    def _remembered(self, name: str, rows: np.ndarray, compute: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
+        """Tokens (n, 336) long of sorted unique `rows`, `compute(rows)` run only for rows not seen before."""
+        if name not in self._memo:
+            self._memo[name] = (np.zeros((self.data.n_rows, 336), np.int16), np.zeros(self.data.n_rows, bool))
+        memo, known = self._memo[name]
+        miss = rows[~known[rows]]
+        if len(miss):
+            memo[miss] = compute(miss).reshape(len(miss), -1).cpu().numpy()
+            known[miss] = True
+        return torch.from_numpy(memo[rows].astype(np.int64)).to(self.device)
 
     def _chunks(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([fn(x[i : i + self.batch]) for i in range(0, len(x), self.batch)])
+        """fn over x in VQ batches: `CPU_VQ_BATCH` frames on a CPU, `batch` elsewhere."""
+        n = CPU_VQ_BATCH if self.device.type == "cpu" else self.batch
+        return torch.cat([fn(x[i : i + n]) for i in range(0, len(x), n)])
 
     def _unique(self, fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
         """`fn` over (n, 336) token frames, each distinct frame once (a VQ decode costs ~10 ms a frame on a CPU,
@@ -96,15 +137,21 @@ class FrameSource:
     def fetch(self, rows: np.ndarray, pixels: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(tokens (n, 336) long, pixels (n, 3, 84, 64) in [0, 1] or None); each distinct row is read once."""
         u, inv = np.unique(rows, return_inverse=True)
-        img = torch.from_numpy(self.data.images(u)).to(self.device)
         inv_t = torch.from_numpy(inv.reshape(-1)).to(self.device)
+        img = lambda r: torch.from_numpy(self.data.images(r)).to(self.device)  # noqa: E731
         if self.data.kind == "frames":
-            tok = self.encode(img)
-            pix = img.permute(0, 3, 1, 2).float() / 255 if pixels else None
+            tok = self._remembered("codes", u, lambda r: self.encode(img(r)))
+            pix = img(u).permute(0, 3, 1, 2).float() / 255 if pixels else None
         else:
-            tok = img.reshape(len(u), -1).long()
+            tok = img(u).reshape(len(u), -1).long()
             pix = self.decode01(tok) if pixels and self.vq is not None else None
         return tok[inv_t], None if pix is None else pix[inv_t]
+
+    def mirrored(self, rows: np.ndarray) -> torch.Tensor:
+        """`mirror` of the tokens of rows (n,) -> (n, 336), each distinct row computed once."""
+        u, inv = np.unique(rows, return_inverse=True)
+        tok = self._remembered("mirror", u, lambda r: self.mirror(self.fetch(r, pixels=False)[0]))
+        return tok[torch.from_numpy(inv.reshape(-1)).to(self.device)]
 
     def dreamer(self, wm: Any, states: np.ndarray, use_cache: bool | None = None, mirror: bool = False) -> Dreamers:
         """A batch of dreams starting at each (episode, t) from its real context, as play's cache would hold
@@ -118,11 +165,11 @@ class FrameSource:
             idx = np.flatnonzero(lens == n)
             starts = np.stack([states[idx, 0], first[idx]], 1)  # (b, 2): (episode, first context frame)
             rows = self.data.rows(starts, np.arange(n)).reshape(-1)  # (b*T,)
-            hist = self.fetch(rows, pixels=False)[0].view(len(idx), n, -1)  # (b, T, 336)
+            hist = (self.mirrored(rows) if mirror else self.fetch(rows, pixels=False)[0]).view(len(idx), n, -1)
             acts = self.data.actions_at(starts, np.arange(n - 1))  # (b, T-1): taken at all but the last
             a = torch.from_numpy(acts.astype(np.int64)).to(hist.device)
-            if mirror:
-                hist, a = self.mirror(hist), torch.tensor(MIRROR_ACTION, device=a.device)[a]
+            if mirror:  # the mirrored context (b, T, 336), LEFT and RIGHT swapped
+                a = torch.tensor(MIRROR_ACTION, device=a.device)[a]
             groups.append((idx, hist, a))
         return Dreamers(wm, groups, use_cache)
 

@@ -38,7 +38,7 @@ from neuroplay.envs.breakout import (
 from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.frames import FIRE, NOOP, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr
-from neuroplay.evaluation.probes import dream_frames, scan_states
+from neuroplay.evaluation.probes import dream_batch, dream_frames, scan_states
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 
 LEAD = 3
@@ -123,10 +123,16 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     wm, data, src, bs, use_cache, decode, seed = ctx
     seen_dream: list[bool] = []
     seen_real: list[np.ndarray] = []
+    acts = data.actions_at(states, np.arange(5))
+    rec: list[np.ndarray] = []
+    lasts: list[np.ndarray] = []
     for i in range(0, len(states), bs):
         s = states[i : i + bs]
         rows = data.rows(s)
         dreamer = src.dreamer(wm, s, use_cache)
+        f5, last5 = dream_batch(ctx, dreamer.tile(1), acts[i : i + bs], i)  # a copy: the recorded actions
+        rec.append(f5)
+        lasts.append(last5)
         dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
         players = [TrackerPolicy(noise=0.0, seed=seed + j) for j in range(len(s))]
         last = src.real_uint8(rows)
@@ -146,8 +152,8 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"flight_visible": float(np.mean(seen_dream)),
                            "flight_real_visible": float(np.mean(np.concatenate(seen_real))),
                            "flight_states": len(states), "flight_steps": steps}
-    acts = data.actions_at(states, np.arange(5))
-    dreamed, _, sane = dream_frames(ctx, states, acts)
+    dreamed, start = np.concatenate(rec), np.concatenate(lasts)  # (n, 5, 84, 64, 3), (n, 84, 64, 3)
+    sane = frame_psnr(dreamed, start[:, None]) >= SANE_PSNR
     real5 = src.real_uint8((data.rows(states)[:, None] + 1 + np.arange(5)).reshape(-1)).reshape(dreamed.shape)
     err = []
     for d, r, ok in zip(dreamed.reshape(-1, 84, 64, 3), real5.reshape(-1, 84, 64, 3), sane.reshape(-1)):
@@ -192,7 +198,7 @@ def gameplay_probes(
     if states <= 0:
         return {}
     device = torch.device(device)
-    src = FrameSource(data, vq, device, max(batch_size, 64))
+    src = FrameSource.of(data, vq, device, max(batch_size, 64))
     cands = np.asarray(samples, np.int64)[np.random.default_rng([seed, 15]).permutation(len(samples))]
     ctx = (wm, data, src, batch_size, use_cache, decode, seed)
     out = _reset_launch(ctx, reset_tries) if reset_tries > 0 else {}

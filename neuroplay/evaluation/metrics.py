@@ -146,7 +146,7 @@ def evaluate(
     """
     data = data if isinstance(data, EvalData) else EvalData(data)
     device = torch.device(device)
-    src = FrameSource(data, vq, device, max(batch_size, 64))
+    src = FrameSource.of(data, vq, device, max(batch_size, 64))
     samples = np.asarray(samples, np.int64).reshape(-1, 2)
     if len(samples) == 0:
         raise DatasetError("no evaluation sample (each needs t >= 3 and t+1 inside its episode)")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from neuroplay.envs.breakout import Objects, detect
-from neuroplay.evaluation.dreamer import rollout
+from neuroplay.evaluation.dreamer import Dreamers, rollout
 from neuroplay.evaluation.frames import FIRE, LEFT, NOOP, RIGHT, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
@@ -78,7 +78,7 @@ def run_probes(
 
     Dreams are drawn with `decode` (play's decoder), seeded by `seed` and the batch."""
     device = torch.device(device)
-    src = FrameSource(data, vq, device, max(batch_size, 64))
+    src = FrameSource.of(data, vq, device, max(batch_size, 64))
     cands = np.asarray(samples, np.int64)[np.random.default_rng([seed, 8]).permutation(len(samples))]
     ctx = (wm, data, src, batch_size, use_cache, decode, seed)
     out: dict[str, Any] = {}
@@ -91,21 +91,37 @@ def run_probes(
     return out
 
 
-def dream_frames(ctx: tuple, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dreams from each state's real history under actions (n, H): decoded frames (n, H, 84, 64, 3) uint8, the
-    decoded last history frame (n, 84, 64, 3), and whether each dreamed frame still looks like the game (n, H):
+def dream_frames(ctx: tuple, states: np.ndarray, actions: np.ndarray,
+                 branches: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dreams from each state's real history under actions (branches * n, H): the n states under branch 0's
+    actions, then under branch 1's, ... (each context warmed once, `Dreamers.tile`). Returns, in the actions'
+    order, decoded frames (branches * n, H, 84, 64, 3) uint8, the decoded last history frame
+    (branches * n, 84, 64, 3), and whether each dreamed frame still looks like the game (branches * n, H):
     PSNR >= `SANE_PSNR` against that frame. Decoded noise can fool the detector; only sane frames count."""
     wm, data, src, bs, use_cache, decode, seed = ctx
+    n, k = len(states), branches
+    acts = actions.reshape(k, n, -1)  # (branches, n, H)
+    per = max(1, bs // k)  # states per batch: batches of about `bs` dreams
     out, lasts = [], []
-    for i in range(0, len(states), bs):
-        d = src.dreamer(wm, states[i : i + bs], use_cache)
-        a = torch.from_numpy(actions[i : i + bs]).long().to(src.device)
-        dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
-        lasts.append(to_uint8(src.decode01(d.last)))
-        pred = rollout(d, a, dec)  # (b, H, 336)
-        out.append(to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3))
-    frames, last = np.concatenate(out), np.concatenate(lasts)
+    for i in range(0, n, per):
+        d = src.dreamer(wm, states[i : i + per], use_cache)
+        a = acts[:, i : i + per].reshape(-1, acts.shape[-1])  # (k*b, H)
+        f, last = dream_batch(ctx, d.tile(k) if k > 1 else d, a, i)
+        out.append(f.reshape(k, -1, *f.shape[1:]))
+        lasts.append(last.reshape(k, -1, *last.shape[1:]))
+    frames = np.concatenate(out, 1).reshape(k * n, -1, 84, 64, 3)
+    last = np.concatenate(lasts, 1).reshape(k * n, 84, 64, 3)
     return frames, last, frame_psnr(frames, last[:, None]) >= SANE_PSNR
+
+
+def dream_batch(ctx: tuple, d: Dreamers, actions: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """Roll the fresh dreams `d` under actions (B, H) with play's decoder, seeded by the batch's first state
+    index `first`: decoded frames (B, H, 84, 64, 3) and the decoded last history frame (B, 84, 64, 3), uint8."""
+    src, decode, seed = ctx[2], ctx[5], ctx[6]
+    dec = TokenDecoder(decode, seed * 1_000_003 + first, src.device)
+    last = to_uint8(src.decode01(d.last))
+    pred = rollout(d, torch.from_numpy(actions).long().to(src.device), dec)  # (B, H, 336)
+    return to_uint8(src.decode01(pred)).reshape(*pred.shape[:2], 84, 64, 3), last
 
 
 def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
@@ -125,7 +141,7 @@ def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, An
         return {"action_response_rate": None, "action_response_states": 0}
     k = len(states)
     acts = np.concatenate([np.full((k, steps), RIGHT), np.full((k, steps), LEFT)])
-    frames, last, sane = dream_frames(ctx, np.concatenate([states, states]), acts)  # (2k, steps, 84, 64, 3)
+    frames, last, sane = dream_frames(ctx, states, acts, branches=2)  # (2k, steps, 84, 64, 3)
     x0, ok_all = paddle_x(last[:k]), sane.all(1)
     x = paddle_x(frames.reshape(-1, 84, 64, 3)).reshape(2 * k, steps)
     dx_r, dx_l = paddle_move(x0, x[:k], ok_all[:k]), paddle_move(x0, x[k:], ok_all[k:])
@@ -150,7 +166,7 @@ def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
         return {"fire_launch_rate": None, "noop_launch_rate": None, "fire_states": 0}
     k = len(states)
     acts = np.concatenate([np.full((k, steps), FIRE), np.full((k, steps), NOOP)])
-    frames, _, sane = dream_frames(ctx, np.concatenate([states, states]), acts)
+    frames, _, sane = dream_frames(ctx, states, acts, branches=2)
     seen = np.array([any(ok and detect(f).ball_visible for f, ok in zip(d, sn)) for d, sn in zip(frames, sane)])
     return {"fire_launch_rate": float(seen[:k].mean()), "noop_launch_rate": float(seen[k:].mean()),
             "fire_states": k, "fire_steps": steps}

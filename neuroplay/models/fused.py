@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -77,32 +78,14 @@ def forward_frames(
 
     The training pass (`forward_sequence` feeds it frames 0..n-2 of a clip), the evaluation's 1-step pass
     over runs of consecutive samples, and the reference the cache is tested against. With `last_only` or
-    `steps` the last block computes only those frames' queries.
+    `steps` each block computes only what those frames' logits read (`framepass.frame_pass`).
     """
-    from neuroplay.models.world_model import _tile, _windows
+    from neuroplay.models.framepass import frame_pass
 
-    b, m, L = frames.shape
+    b, m, _ = frames.shape
     assert actions.shape == (b, m), f"actions {tuple(actions.shape)} != {(b, m)}: one per input frame"
-    w, dev, al = wm.cfg.max_history, frames.device, wm.cfg.action_layer
-    x = wm.embed_frames(frames) + wm.temporal_emb.weight[0]  # (B, m, 336, d)
-    pos = torch.arange(m, device=dev)
-    valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w): slots before frame 0 pad
-    mask = valid.repeat_interleave(L, -1)[:, None, None]  # (m, 1, 1, w*336)
-    last = len(wm.blocks) - 1
-    keep = torch.tensor([m - 1], device=dev) if last_only else steps
-    for li, blk in enumerate(wm.blocks):
-        if li == al:
-            x = condition(wm, x, actions)
-        q, k, v = blk.attn.project(blk.ln1(x))  # (B, m, h, 336, e)
-        q, k = wm._rope(q, pos), wm._rope(k, pos)
-        kw, vw = _windows(k, w), _windows(v, w)  # (B, m, h, w*336, e)
-        mk = mask
-        if keep is not None and li == last:  # only these frames' outputs are read
-            q, kw, vw, x, mk = q[:, keep], kw[:, keep], vw[:, keep], x[:, keep], mask[keep]
-        p = q.shape[1]
-        y = blk.attn.attend(q.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), _tile(mk, b))  # (B*p, 336, d)
-        x = blk.feed_forward(x + blk.drop(y.view(b, p, L, -1)))  # (B*p, 336, d) -> (B, p, 336, d)
-    return wm.head_logits(wm.norm_f(x))
+    keep = np.array([m - 1]) if last_only else np.arange(m) if steps is None else steps.cpu().numpy()
+    return wm.head_logits(wm.norm_f(frame_pass(wm, frames, actions, keep).top))
 
 
 # ----------------------------------------------------------------------------------- KV cache
