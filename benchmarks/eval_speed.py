@@ -37,18 +37,26 @@ from neuroplay.evaluation.metrics import evaluate
 from neuroplay.evaluation.suite import frozen_samples
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
-vq, wm, _ = load_pair(a["checkpoint"], torch.device("cpu"))
+if a.get("preset"):  # random weights of a preset with no trained checkpoint (speed only: figures meaningless)
+    from neuroplay.config import get_preset
+    from neuroplay.models.vqvae import VQVAE
+    from neuroplay.models.world_model import TemporalWorldModel
+    torch.manual_seed(0)
+    p = get_preset(a["preset"])
+    vq, wm = VQVAE(p.vq).eval(), TemporalWorldModel(p.wm).eval()
+else:
+    vq, wm, _ = load_pair(a["checkpoint"], torch.device("cpu"))
 data, s = frozen_samples([a["data"]], "gold", "all", a["indices"])
 if a["n"]:
     s = s[: a["n"]]
 t0 = time.perf_counter()
-m = evaluate(vq, wm, data, s, horizon=10, batch_size=32, rollout_samples=a["rollouts"])
+m = evaluate(vq, wm, data, s, horizon=10, batch_size=a["batch"], rollout_samples=a["rollouts"])
 dt = time.perf_counter() - t0
 out = {"samples": len(s), "rolled_out": m["n_samples_rollout"], "seconds": dt, "samples_per_s": len(s) / dt,
        "val_loss": m["val_loss"], "psnr_h1": m["rollout_psnr_h1"]}
 if a["split_costs"] and m["n_samples_rollout"] < len(s):  # a rolled-out sample's cost, and so an h1 sample's
     t0 = time.perf_counter()
-    evaluate(vq, wm, data, s[:64], horizon=10, batch_size=32, rollout_samples=0)
+    evaluate(vq, wm, data, s[:64], horizon=10, batch_size=a["batch"], rollout_samples=0)
     deep = (time.perf_counter() - t0) / 64
     h1 = (dt - deep * m["n_samples_rollout"]) / (len(s) - m["n_samples_rollout"])
     out.update(rollout_sample_s=deep, h1_sample_s=h1, rollout_work=deep / h1)
@@ -60,7 +68,7 @@ def run(code_dir: Path, args: argparse.Namespace, n: int, rollouts: int) -> dict
     env = {**os.environ, "PYTHONPATH": str(code_dir), "OMP_NUM_THREADS": str(args.threads)}
     spec = {"checkpoint": str(Path(args.checkpoint).resolve()), "data": str(Path(args.data).resolve()),
             "indices": str(Path(args.indices).resolve()), "threads": args.threads, "n": n, "rollouts": rollouts,
-            "split_costs": n == 0}
+            "split_costs": n == 0 and not args.preset, "preset": args.preset, "batch": args.batch_size}
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], env=env, cwd=code_dir, check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -124,10 +132,25 @@ def main() -> None:
     ap.add_argument("--json", default="", help="write the figures here")
     ap.add_argument("--after-from", default="", help="take the after figure from this `neuroplay eval --tier gold "
                     "--json` file (its metric pass is the same call) instead of timing it again")
+    ap.add_argument("--preset", default="", help="time this preset at random init instead of --checkpoint (e.g. spec, "
+                    "which has no trained pair): the metric pass on the first --samples gold samples, a tenth rolled "
+                    "out")
+    ap.add_argument("--batch-size", type=int, default=16, help="evaluate's batch (neuroplay eval's CPU default)")
+    ap.add_argument("--samples", type=int, default=200, help="with --preset: samples timed")
     ap.add_argument("--whole", default="", choices=["", "canary", "fastval", "gold"],
                     help="time the whole `neuroplay eval --tier` in both checkouts, and compare their figures")
     args = ap.parse_args()
     here = Path(__file__).resolve().parents[1]
+    if args.preset:
+        from neuroplay.evaluation.suite import frozen_samples
+
+        _, s = frozen_samples([args.data], "gold", "all", args.indices)
+        n = min(args.samples, len(s))
+        res = run(here, args, n, max(1, n // 10))
+        print(json.dumps({"preset": args.preset, **res}))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"preset": args.preset, **res}, indent=1))
+        return
     if args.whole:
         if not args.before:
             ap.error("--whole needs --before")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.envs.breakout import Objects, bricks, detect, lives_shown
 from neuroplay.evaluation.dreamer import Dreamers, context_frames
 from neuroplay.models.vqvae import to_uint8_image
 
@@ -80,9 +81,10 @@ def _offset(base: np.ndarray, k: int | np.ndarray) -> np.ndarray:
 class FrameSource:
     """Tokens and [0, 1] pixels of data rows: a pixel file is encoded with the VQ, a token file decoded.
 
-    A row's tokens (a pixel file's VQ codes) and its mirrored tokens are computed once and remembered: the
-    metrics, every probe and every dream start read the same rows' contexts again and again, and a VQ pass
-    costs more than the model's own work on a frame. `FrameSource.of` gives the evaluation's parts one source.
+    A row's tokens (a pixel file's VQ codes), its mirrored tokens and the detector's reading of its real frame
+    are computed once and remembered: the metrics, every probe and every dream start read the same rows again
+    and again, and a VQ pass costs more than the model's own work on a frame. `FrameSource.of` gives the
+    evaluation's parts one source.
     """
 
     def __init__(self, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> None:
@@ -91,6 +93,10 @@ class FrameSource:
         self.data, self.vq, self.device, self.batch = data, vq, device, batch
         self._memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         """name -> (tokens (rows, 336) int16, known (rows,) bool): "codes" of a pixel file, "mirror"."""
+        self._objects: dict[int, Objects] = {}
+        """row -> `detect` of its real frame."""
+        self._boards: dict[int, tuple[int, int]] = {}
+        """row -> (lives digit, standing bricks) of its real frame."""
 
     @classmethod
     def of(cls, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> FrameSource:
@@ -178,6 +184,27 @@ class FrameSource:
         if self.data.kind == "frames":
             return self.data.images(rows)
         return to_uint8(self.decode01(torch.from_numpy(self.data.images(rows)).to(self.device).long()))
+
+    def real_objects(self, rows: np.ndarray) -> list[Objects]:
+        """`detect` of the real frames of rows (n,), each distinct row read once: the probes scan the same rows'
+        windows over and over (a state's 30-frame future, a candidate event's 16 frames)."""
+        rows = np.asarray(rows).reshape(-1)
+        miss = np.setdiff1d(rows, np.fromiter(self._objects, np.int64, len(self._objects)))
+        for r, f in zip(miss, self.real_uint8(miss) if len(miss) else []):
+            self._objects[int(r)] = detect(f)
+        return [self._objects[int(r)] for r in rows]
+
+    def real_board(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lives digit (n,) int8 as `lives_shown` reads it, standing bricks (n,)) of the real frames of rows,
+        each distinct row read once."""
+        rows = np.asarray(rows).reshape(-1)
+        miss = np.setdiff1d(rows, np.fromiter(self._boards, np.int64, len(self._boards)))
+        if len(miss):
+            frames = self.real_uint8(miss)
+            for r, lv, f in zip(miss, lives_shown(frames), frames):
+                self._boards[int(r)] = (int(lv), int(bricks(f).sum()))
+        got = [self._boards[int(r)] for r in rows]
+        return np.array([g[0] for g in got], np.int8), np.array([g[1] for g in got], np.int64)
 
     def mirror(self, tokens: torch.Tensor) -> torch.Tensor:
         """M(x) = encode(flip_lr(decode(x))) for tokens (..., 336)."""

@@ -53,10 +53,23 @@ def event_steps(frames: np.ndarray) -> dict[str, np.ndarray]:
     ball's direction flipped; it vanished low and stayed gone, or the lives digit counted down: as
     `frame_events` finds them for training), "hit" (a standing brick fewer than the frame before), "lives_down"
     (the lives digit below the window's first reading) and "gone" (no ball seen)."""
-    pos, lives = ball_positions(frames), lives_shown(frames)  # one detector pass and one digit read a frame
-    ev = track_events(pos, lives, np.zeros(len(frames) - 1, np.float32), np.array([len(frames) - 1]))
-    first = lives[lives >= 0][0] if (lives >= 0).any() else -1
     nb = np.array([bricks(f).sum() for f in frames])
+    return events_from(ball_positions(frames), lives_shown(frames), nb)  # one detector pass and digit read a frame
+
+
+def real_event_steps(src: FrameSource, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """`event_steps` of the real frames of rows (T,), from the source's remembered readings of each row."""
+    pos = np.array([(o.ball_x, o.ball_y) if o.ball_x is not None and o.ball_y is not None else (np.nan, np.nan)
+                    for o in src.real_objects(rows)], np.float32)
+    lives, nb = src.real_board(rows)
+    return events_from(pos, lives, nb)
+
+
+def events_from(pos: np.ndarray, lives: np.ndarray, nb: np.ndarray) -> dict[str, np.ndarray]:
+    """`event_steps` from a window's readings: ball (T, 2) (NaN: none), lives digit (T,) (-1: none), standing
+    bricks (T,)."""
+    ev = track_events(pos, lives, np.zeros(len(pos) - 1, np.float32), np.array([len(pos) - 1]))
+    first = lives[lives >= 0][0] if (lives >= 0).any() else -1
     return {"bounce": (ev & BOUNCE) > 0, "lost": (ev & LOST) > 0, "hit": np.concatenate([[False], np.diff(nb) < 0]),
             "lives_down": (lives >= 0) & (first >= 0) & (lives < first),
             "gone": np.isnan(pos[:, 0])}
@@ -83,11 +96,10 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
     found: dict[tuple[int, int], int] = {}
 
     def check(c: np.ndarray) -> np.ndarray:
-        rows = (data.rows(c)[:, None] + np.arange(-2, h + 1)).reshape(-1)
-        wins = src.real_uint8(rows).reshape(len(c), h + 3, 84, 64, 3)
+        rows = data.rows(c, np.arange(-2, h + 1))  # (len(c), h + 3)
         ok = np.zeros(len(c), bool)
-        for i, w in enumerate(wins):
-            ev = event_steps(w)
+        for i, w in enumerate(rows):
+            ev = real_event_steps(src, w)
             at = [j for j in range(3, 3 + LEAD) if ev[kind][j]]  # index 3 = frame t+1
             history_clean = not ev[kind][:3].any() and not (kind == "lost" and ev["gone"][:3].any())
             if at and history_clean:
@@ -101,13 +113,13 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
     ks = np.array([found[(int(e), int(t))] for e, t in states])
     acts = data.actions_at(states, np.arange(h))
     dreamed, _, sane = dream_frames(ctx, states, acts)  # (n, h, 84, 64, 3)
-    rows = (data.rows(states)[:, None] + np.arange(-2, h + 1)).reshape(-1)
-    real = src.real_uint8(rows).reshape(len(states), h + 3, 84, 64, 3)
+    rows = data.rows(states, np.arange(-2, h + 1))  # (n, h + 3)
+    real = src.real_uint8(rows.reshape(-1)).reshape(len(states), h + 3, 84, 64, 3)
     ok_dream, ok_real, score_dream, score_real = [], [], [], []
     for i in range(len(states)):
         win = np.concatenate([real[i, :3], np.where(sane[i][:, None, None, None], dreamed[i], 0)])
         ok_dream.append(_passes(kind, event_steps(win), ks[i]))
-        ok_real.append(_passes(kind, event_steps(real[i]), ks[i]))
+        ok_real.append(_passes(kind, real_event_steps(src, rows[i]), ks[i]))
         if kind == "hit":
             score_dream.append(_hit_score(win, ks[i]))
             score_real.append(_hit_score(real[i], ks[i]))
@@ -134,7 +146,7 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
         rec.append(f5)
         lasts.append(last5)
         dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
-        players = [TrackerPolicy(noise=0.0, seed=seed + j) for j in range(len(s))]
+        players = [TrackerPolicy(noise=0.0, seed=seed + i + j) for j in range(len(s))]  # per state, not per batch slot
         last = src.real_uint8(rows)
         for p, f0 in zip(players, src.real_uint8(rows - 1)):
             p.act(f0)  # the tracker has seen the ball move before the dream starts
@@ -147,17 +159,16 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
             frame, prev = to_uint8(src.decode01(tok)), tok
             sane = frame_psnr(frame, last) >= SANE_PSNR
             seen_dream.extend(bool(ok) and detect(f).ball_visible for f, ok in zip(frame, sane))
-        real = src.real_uint8((rows[:, None] + 1 + np.arange(steps)).reshape(-1))
-        seen_real.append(np.array([detect(f).ball_visible for f in real]))
+        seen_real.append(np.array([o.ball_visible for o in src.real_objects(data.rows(s, 1 + np.arange(steps)))]))
     out: dict[str, Any] = {"flight_visible": float(np.mean(seen_dream)),
                            "flight_real_visible": float(np.mean(np.concatenate(seen_real))),
                            "flight_states": len(states), "flight_steps": steps}
     dreamed, start = np.concatenate(rec), np.concatenate(lasts)  # (n, 5, 84, 64, 3), (n, 84, 64, 3)
     sane = frame_psnr(dreamed, start[:, None]) >= SANE_PSNR
-    real5 = src.real_uint8((data.rows(states)[:, None] + 1 + np.arange(5)).reshape(-1)).reshape(dreamed.shape)
+    real5 = src.real_objects(data.rows(states, 1 + np.arange(5)))  # (n * 5) readings, in the dreams' order
     err = []
-    for d, r, ok in zip(dreamed.reshape(-1, 84, 64, 3), real5.reshape(-1, 84, 64, 3), sane.reshape(-1)):
-        od, orl = detect(d), detect(r)
+    for d, orl, ok in zip(dreamed.reshape(-1, 84, 64, 3), real5, sane.reshape(-1)):
+        od = detect(d)
         if ok and od.ball_visible and orl.ball_visible:
             err.append(np.hypot(od.ball_x - orl.ball_x, od.ball_y - orl.ball_y))  # type: ignore[operator]
     out["flight_pos_err"] = float(np.median(err)) if err else None
@@ -206,7 +217,7 @@ def gameplay_probes(
 
     def moving(c: np.ndarray) -> np.ndarray:
         rows = data.rows(c)
-        a, b = [detect(f) for f in src.real_uint8(rows - 1)], [detect(f) for f in src.real_uint8(rows)]
+        a, b = src.real_objects(rows - 1), src.real_objects(rows)
         return np.array([p.ball_visible and q.ball_visible and (p.ball_x, p.ball_y) != (q.ball_x, q.ball_y)
                          for p, q in zip(a, b)], bool)
 

@@ -127,13 +127,13 @@ def dream_batch(ctx: tuple, d: Dreamers, actions: np.ndarray, first: int) -> tup
 def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     data, src = ctx[1], ctx[2]
     first = cands[: max(4 * n, 256)]
-    x_all = paddle_x(src.real_uint8(data.rows(first)))
+    x_all = _paddle_xs(src.real_objects(data.rows(first)))
     if np.isnan(x_all).all():
         return {"action_response_rate": None, "action_response_states": 0}
     lo, hi = np.nanmin(x_all) + WALL_MARGIN, np.nanmax(x_all) - WALL_MARGIN
 
     def check(c: np.ndarray) -> np.ndarray:
-        x = paddle_x(src.real_uint8(data.rows(c)))
+        x = _paddle_xs(src.real_objects(data.rows(c)))
         return ~np.isnan(x) & (x >= lo) & (x <= hi)
 
     states = scan_states(cands, n, check)
@@ -155,8 +155,7 @@ def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     data, src = ctx[1], ctx[2]
 
     def check(c: np.ndarray) -> np.ndarray:
-        rows = (data.rows(c)[:, None] + np.arange(-3, 1)).reshape(-1)
-        objs = [detect(f) for f in src.real_uint8(rows)]
+        objs = src.real_objects(data.rows(c, np.arange(-3, 1)))  # (len(c) * 4) readings
         ball = np.array([o.ball_visible for o in objs]).reshape(len(c), 4)
         pad = np.array([o.paddle_x is not None for o in objs]).reshape(len(c), 4)[:, -1]
         return ~ball.any(1) & pad
@@ -178,12 +177,12 @@ def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
 
     def check(c: np.ndarray) -> np.ndarray:
         rows = data.rows(c)
-        now = [detect(f) for f in src.real_uint8(np.concatenate([rows - 1, rows]))]
+        now = src.real_objects(np.concatenate([rows - 1, rows]))
         a, b = now[: len(c)], now[len(c) :]
         ok = np.array([p.ball_visible and q.ball_visible and (p.ball_x, p.ball_y) != (q.ball_x, q.ball_y)
                        for p, q in zip(a, b)], bool)
         for i in np.nonzero(ok)[0]:  # the real future must keep its ball too
-            ok[i] = ball_alive([detect(f) for f in src.real_uint8(rows[i] + 1 + np.arange(steps))])
+            ok[i] = ball_alive(src.real_objects(rows[i] + 1 + np.arange(steps)))
         return ok
 
     states = scan_states(cands, n, check)
@@ -194,6 +193,11 @@ def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     objs = [[detect(f) if ok else NOTHING for f, ok in zip(d, sn)] for d, sn in zip(frames, sane)]
     alive = np.array([ball_alive(o) for o in objs])
     return {"ball_alive_rate": float(alive.mean()), "ball_states": len(states), "ball_steps": steps}
+
+
+def _paddle_xs(objs: list[Objects]) -> np.ndarray:
+    """`paddle_x` from readings already made."""
+    return np.array([np.nan if o.paddle_x is None else o.paddle_x for o in objs], np.float64)
 
 
 def _nanmean(x: np.ndarray) -> float | None:

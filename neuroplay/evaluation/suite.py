@@ -68,8 +68,9 @@ class EvalConfig:
     """World-model precision (bf16 is what `play` uses on CPUs with fast bf16; figures may differ slightly)."""
     limit: int = 0
     """Score only the first N samples of the tier, a frozen random subset (0: all)."""
-    batch_size: int = 32
-    """Samples per batch."""
+    batch_size: int = 0
+    """Samples (dreams) per batch; 0: 16 on a CPU (a batch's activations stay in cache: 18% faster dream steps
+    than 32 on 2 AVX2 cores), 64 on a GPU. The figures do not depend on it (argmax; a sampling decoder's draws do)."""
     horizon: int = 10
     """Longest open-loop rollout."""
     rollout_samples: int = -1
@@ -130,8 +131,9 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     """Everything `neuroplay eval` computes, as the JSON-able dict it writes; also writes --json/--report."""
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
-    if cfg.horizon < 1 or cfg.batch_size < 1:
-        raise ValueError("--horizon and --batch-size must be >= 1")
+    if cfg.horizon < 1 or cfg.batch_size < 0:
+        raise ValueError("--horizon must be >= 1 and --batch-size >= 0")
+    cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or (16 if device.type == "cpu" else 64))
     decode = DecodeConfig(cfg.decode, cfg.temperature, cfg.confident)
     vq, wm, info = load_pair(cfg.checkpoint, device)
     if cfg.dtype == "bf16":
@@ -168,16 +170,20 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     finally:
         bar.close()
     t2 = time.perf_counter()
+    parts: dict[str, float] = {}
     for dec in (decode, ARGMAX) if decode != ARGMAX else (decode,):
         probes = run_probes(vq, wm, data, samples, response_states=sizes[0], fire_states=sizes[1],
                             ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec)
         tag = "_argmax" if dec is not decode else ""
         metrics.update({k + tag: v for k, v in probes.items()})
+    parts["behaviour"] = time.perf_counter() - t2
     metrics.update(gameplay_probes(vq, wm, data, samples, states=n_game, seed=cfg.seed, batch_size=cfg.batch_size,
                                    device=device, decode=decode))
+    parts["gameplay"] = time.perf_counter() - t2 - parts["behaviour"]
     if n_end > 0:
         metrics.update(endless_probe(vq, wm, device, decode, n_end, cfg))
     t3 = time.perf_counter()
+    parts["endless"] = t3 - t2 - parts["behaviour"] - parts["gameplay"]
     result: dict[str, Any] = {
         "neuroplay_version": __version__, "tier": cfg.tier, "split": cfg.split, "device": str(device),
         "metrics": metrics, "beats_copy_last": beats_copy_last(metrics),
@@ -186,7 +192,8 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
         "data": [{k: r[k] for k in ("path", "sha256", "origins")} for r in idx.current],
         "indices": {"path": str(ipath), "written": written, "n_samples": int(len(samples))},
         "config": dataclasses.asdict(cfg),
-        "seconds": {"load": round(t1 - t0, 2), "metrics": round(t2 - t1, 2), "probes": round(t3 - t2, 2)},
+        "seconds": {"load": round(t1 - t0, 2), "metrics": round(t2 - t1, 2), "probes": round(t3 - t2, 2),
+                    **{f"probes_{k}": round(v, 2) for k, v in parts.items()}},
     }
     if cfg.report:
         ex = rollout_examples(vq, wm, data, samples, cfg.examples, cfg.horizon, device) if cfg.examples > 0 else []
