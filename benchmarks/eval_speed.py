@@ -55,6 +55,7 @@ dt = time.perf_counter() - t0
 out = {"samples": len(s), "rolled_out": m["n_samples_rollout"], "seconds": dt, "samples_per_s": len(s) / dt,
        "val_loss": m["val_loss"], "psnr_h1": m["rollout_psnr_h1"]}
 if a["split_costs"] and m["n_samples_rollout"] < len(s):  # a rolled-out sample's cost, and so an h1 sample's
+    data.sources.clear()  # a cold source, as the timed pass had: no remembered codes or mirrors
     t0 = time.perf_counter()
     evaluate(vq, wm, data, s[:64], horizon=10, batch_size=a["batch"], rollout_samples=0)
     deep = (time.perf_counter() - t0) / 64
@@ -88,22 +89,32 @@ def run_whole(code_dir: Path, args: argparse.Namespace, out: Path) -> dict:
             "samples_per_s": m["n_samples"] / g["seconds"]["total"], "metrics": m}
 
 
+def flat(x: object, key: str = "") -> dict[str, object]:
+    """Nested dicts and lists of figures -> {"objects.h1.ball_recall": ..., "per_horizon.acc.3": ...}."""
+    if isinstance(x, dict):
+        return {k2: v for k, sub in x.items() for k2, v in flat(sub, f"{key}.{k}" if key else str(k)).items()}
+    if isinstance(x, list):
+        return {k2: v for i, sub in enumerate(x) for k2, v in flat(sub, f"{key}.{i}").items()}
+    return {key: x}
+
+
 def differences(a: dict, b: dict, tol: float = 1e-6) -> list[str]:
-    """Keys of two flat metric dicts whose values differ (floats by more than tol, relative)."""
+    """Figures (nested ones too) of two metric dicts that differ: floats by more than tol, relative."""
+    fa, fb = flat(a), flat(b)
     out = []
-    for k in sorted(set(a) | set(b)):
-        x, y = a.get(k), b.get(k)
+    for k in sorted(set(fa) | set(fb)):
+        x, y = fa.get(k), fb.get(k)
         if isinstance(x, float) and isinstance(y, float):
             if abs(x - y) > tol * max(1.0, abs(x)):
                 out.append(f"{k}: {x} vs {y}")
-        elif not isinstance(x, (dict, list)) and x != y:
+        elif x != y:
             out.append(f"{k}: {x} vs {y}")
     return out
 
 
 def whole(args: argparse.Namespace, here: Path) -> None:
     rows: dict[str, list[dict]] = {"after": [], "before": []}
-    tmp = Path(args.json or "/tmp/eval_speed.json").with_suffix("")
+    tmp = Path(args.json or "/tmp/eval_speed.json").resolve().with_suffix("")  # the children run elsewhere
     for r in range(args.rounds):
         for side, code in (("after", here), ("before", Path(args.before).resolve())):
             rows[side].append(run_whole(code, args, Path(f"{tmp}_{side}{r}.json")))

@@ -121,3 +121,45 @@ def test_plan_is_the_pyramid() -> None:
     ins, outs = framepass.plan(4, 4, np.array([12]), [np.zeros(0, np.int64)] * 4)
     assert [len(i) for i in ins] == [13, 10, 7, 4] and [len(o) for o in outs] == [10, 7, 4, 1]
     assert ins[0][0] == 0 and outs[-1][0] == 12
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-fused"])
+def test_tiled_dreams_equal_separate_ones_and_stay_independent(preset: str) -> None:
+    """`Dreamers.tile`: one warm-up dreamed under two action sequences equals two dreams warmed apart, in the
+    documented row order (copy 0's states, then copy 1's), and rolling the copy leaves the original untouched."""
+    from neuroplay.evaluation.dreamer import Dreamers, rollout
+
+    wm = deep_model(preset, seed=2)
+    g = torch.Generator().manual_seed(5)
+    hist = torch.randint(0, wm.cfg.n_vocab, (3, 9, 336), generator=g)
+    hist_a = torch.randint(0, 4, (3, 8), generator=g)
+    acts = torch.randint(0, 4, (6, 4), generator=g)  # rows 0-2: branch 0 of states 0-2; rows 3-5: branch 1
+    make = lambda: Dreamers(wm, [(np.arange(3), hist, hist_a)])  # noqa: E731
+    with torch.inference_mode():
+        d = make()
+        tiled = rollout(d.tile(2), acts)
+        apart = torch.cat([rollout(make(), acts[:3]), rollout(make(), acts[3:])])
+        # equal tokens but for float-noise ties (a swapped row order would differ in most of them)
+        assert (tiled == apart).float().mean() > 0.999
+        torch.testing.assert_close(d.logits(acts[:3, 0]), make().logits(acts[:3, 0]), atol=ATOL, rtol=0)
+
+
+def test_whole_batch_and_row_at_a_time_agree() -> None:
+    """With autograd on, `frame_pass` runs the whole batch (the GPU path, and the gather of non-contiguous
+    windows with B > 1); without, one row at a time. Same logits and caches; steps in any order, repeated."""
+    wm = deep_model("tiny-fused", seed=3)
+    g = torch.Generator().manual_seed(9)
+    frames = torch.randint(0, wm.cfg.n_vocab, (3, 40, 336), generator=g)
+    acts = torch.randint(0, 4, (3, 39), generator=g)
+    steps = torch.tensor([30, 2, 17, 30])
+    with torch.enable_grad():
+        whole = wm.forward_sequence(frames, acts, steps=steps).logits.detach()
+        cache_whole = wm.warm_cache(frames[:, :13], acts[:, :12])
+    with torch.inference_mode():
+        rows = wm.forward_sequence(frames, acts, steps=steps).logits
+        full = wm.forward_sequence(frames, acts).logits
+        assert_same_cache(wm.warm_cache(frames[:, :13], acts[:, :12]), cache_whole)
+    torch.testing.assert_close(whole, rows, atol=ATOL, rtol=0)
+    torch.testing.assert_close(rows, full[:, steps], atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="steps must lie"):
+        wm.forward_sequence(frames, acts, steps=torch.tensor([-1]))

@@ -189,7 +189,7 @@ class FrameSource:
         """`detect` of the real frames of rows (n,), each distinct row read once: the probes scan the same rows'
         windows over and over (a state's 30-frame future, a candidate event's 16 frames)."""
         rows = np.asarray(rows).reshape(-1)
-        miss = np.setdiff1d(rows, np.fromiter(self._objects, np.int64, len(self._objects)))
+        miss = np.array([r for r in np.unique(rows) if int(r) not in self._objects], np.int64)
         for r, f in zip(miss, self.real_uint8(miss) if len(miss) else []):
             self._objects[int(r)] = detect(f)
         return [self._objects[int(r)] for r in rows]
@@ -198,7 +198,7 @@ class FrameSource:
         """(lives digit (n,) int8 as `lives_shown` reads it, standing bricks (n,)) of the real frames of rows,
         each distinct row read once."""
         rows = np.asarray(rows).reshape(-1)
-        miss = np.setdiff1d(rows, np.fromiter(self._boards, np.int64, len(self._boards)))
+        miss = np.array([r for r in np.unique(rows) if int(r) not in self._boards], np.int64)
         if len(miss):
             frames = self.real_uint8(miss)
             for r, lv, f in zip(miss, lives_shown(frames), frames):

@@ -34,13 +34,13 @@ class FramePass:
     """What `frame_pass` returns."""
 
     top: torch.Tensor
-    """(B, len(out_top), 336, d): the last block's output at the frames asked for."""
+    """(B, k, 336, d): the last block's output at the k distinct frames asked for, in ascending order."""
     keys: list[dict[int, torch.Tensor]] = field(default_factory=list)
     """keys[layer][frame]: (B, heads, 336, e), rotated, for the frames in `kv_need[layer]`."""
     values: list[dict[int, torch.Tensor]] = field(default_factory=list)
     """values[layer][frame]: as `keys`."""
     x_in: dict[int, torch.Tensor] = field(default_factory=dict)
-    """x_in[frame]: (B, 336, d), the stream at the input of block `x_need_layer` (before any action enters)."""
+    """x_in[frame]: (B, 336, d), the stream at the input of the block `x_need` names (before an action enters)."""
 
 
 def _dilate(frames: np.ndarray, w: int) -> np.ndarray:
@@ -86,7 +86,7 @@ def frame_pass(
     kv_need = kv_need if kv_need is not None else [np.zeros(0, np.int64)] * n_layers
     ins, outs = plan(n_layers, wm.cfg.max_history, out_top, kv_need, x_need)
     b = frames.shape[0]
-    if b == 1 or torch.is_grad_enabled() or frames.device.type != "cpu":
+    if b <= 1 or torch.is_grad_enabled() or frames.device.type != "cpu":
         return _frame_pass(wm, frames, actions, ins, outs, kv_need, x_need)
     rows = [_frame_pass(wm, frames[i : i + 1], None if actions is None else actions[i : i + 1], ins, outs, kv_need,
                         x_need) for i in range(b)]
@@ -123,7 +123,8 @@ def _frame_pass(
             assert actions is not None, "a fused model's frame stream needs the actions taken at its frames"
             x = condition(wm, x, _take(actions, full, cur))
         q, k, v = blk.attn.project(blk.ln1(x))  # (B, |ins|, h, 336, e)
-        pos = torch.from_numpy(cur).to(dev)
+        every = len(cur) == m  # every frame (training's pass): index tensors made on the device, no host copy
+        pos = torch.arange(m, device=dev) if every else torch.from_numpy(cur).to(dev)
         q, k = wm._rope(q, pos), wm._rope(k, pos)
         for f in kv_need[li]:
             j = int(np.searchsorted(cur, f))
@@ -132,9 +133,12 @@ def _frame_pass(
         if len(out) == 0:
             break
         slots = out[:, None] - (w - 1) + np.arange(w)  # (|out|, w): the frames each output attends to
-        valid = torch.from_numpy(slots >= 0).to(dev)
+        if every and len(out) == m:
+            valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w), as `slots >= 0`
+        else:
+            valid = torch.from_numpy(slots >= 0).to(dev)
         mask = valid.repeat_interleave(L, -1)[:, None, None]  # (|out|, 1, 1, w*336)
-        if len(cur) == m and len(out) == m and (cur == full).all():  # every frame: shifted slices, no gather
+        if every and len(out) == m:  # every frame: shifted slices, no gather
             kw, vw = _windows(k, w), _windows(v, w)  # (B, m, h, w*336, e)
         else:
             kw, vw = _gather_windows(k, cur, slots), _gather_windows(v, cur, slots)  # (B, |out|, h, w*336, e)
@@ -183,6 +187,9 @@ def warm_cache(wm: TemporalWorldModel, frames: torch.Tensor, actions: torch.Tens
     from neuroplay.models.world_model import KVCache
 
     b, t, _ = frames.shape
+    assert t >= 1, "warm_cache needs at least one frame"
+    assert actions is None or tuple(actions.shape) == (b, t - 1), \
+        f"warm_cache: actions {tuple(actions.shape)} != {(b, t - 1)}: one per history frame but the last"
     w, n_layers = wm.cfg.max_history, len(wm.blocks)
     cache = KVCache([[] for _ in range(n_layers)], [[] for _ in range(n_layers)], frames[:, -1], t)
     if wm.fused:

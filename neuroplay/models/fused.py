@@ -85,7 +85,13 @@ def forward_frames(
     b, m, _ = frames.shape
     assert actions.shape == (b, m), f"actions {tuple(actions.shape)} != {(b, m)}: one per input frame"
     keep = np.array([m - 1]) if last_only else np.arange(m) if steps is None else steps.cpu().numpy()
-    return wm.head_logits(wm.norm_f(frame_pass(wm, frames, actions, keep).top))
+    if not ((keep >= 0) & (keep < m)).all():
+        raise ValueError(f"forward_frames: steps must lie in 0..{m - 1}, got {keep.tolist()}")
+    u = np.unique(keep)  # frame_pass gives its outputs sorted and once each; map back to the order asked
+    top = frame_pass(wm, frames, actions, u).top  # (B, len(u), 336, d)
+    if len(u) != len(keep) or (u != keep).any():
+        top = top[:, torch.from_numpy(np.searchsorted(u, keep)).to(top.device)]
+    return wm.head_logits(wm.norm_f(top))
 
 
 # ----------------------------------------------------------------------------------- KV cache

@@ -272,7 +272,8 @@ class TemporalWorldModel(nn.Module):
     def warm_cache(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> KVCache:
         """The cache after pushing history frames (B, T, 336) one by one (fused: `observe` all but the last,
         under `actions` (B, T-1), then `push_frame` it), computed in one pass that skips what the cache never
-        reads (`framepass.warm_cache`): a 13-frame context costs about 5 frame passes instead of 13."""
+        reads (`framepass.warm_cache`): for a 13-frame context of a 4-layer model, 34 frame-layers of projections
+        and 21 of attention instead of 52 and 52."""
         assert self.block_causal, "the KV cache needs attention='block_causal'"
         if self.fused and frames.shape[1] > 1 and actions is None:
             raise ValueError("fused model: warm_cache needs the actions taken at the history frames but the last")
