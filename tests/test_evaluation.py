@@ -222,9 +222,11 @@ def test_probes_on_the_perfect_and_copy_models(fake) -> None:
     p = run_probes(vq, GameModel(), data, s, **kw)
     assert p["action_response_rate"] == 1.0 and p["action_response_states"] == 20
     assert p["fire_states"] == 5 and p["fire_launch_rate"] == 1.0 and p["noop_launch_rate"] == 0.0
+    assert p["fire_delay_n"] == 5 and sum(p["fire_delay_hist"]) == 5 and len(p["fire_delay_hist"]) == 8
+    assert p["fire_delay_at_once"] == p["fire_delay_hist"][0] / 5  # the serve delay: step of the first ball
     assert p["ball_states"] == 10 and p["ball_alive_rate"] == 1.0
     c = run_probes(vq, CopyModel(), data, s, **kw)
-    assert c["action_response_rate"] == 0.0 and c["fire_launch_rate"] == 0.0
+    assert c["action_response_rate"] == 0.0 and c["fire_launch_rate"] == 0.0 and c["fire_delay_n"] == 0
     assert c["ball_alive_rate"] == 0.0  # a frozen ball is not moving
     n = run_probes(vq, NoiseModel(), data, s, **kw)
     assert n["action_response_rate"] == n["fire_launch_rate"] == n["ball_alive_rate"] == 0.0

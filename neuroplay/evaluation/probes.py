@@ -166,9 +166,23 @@ def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     k = len(states)
     acts = np.concatenate([np.full((k, steps), FIRE), np.full((k, steps), NOOP)])
     frames, _, sane = dream_frames(ctx, states, acts, branches=2)
-    seen = np.array([any(ok and detect(f).ball_visible for f, ok in zip(d, sn)) for d, sn in zip(frames, sane)])
-    return {"fire_launch_rate": float(seen[:k].mean()), "noop_launch_rate": float(seen[k:].mean()),
-            "fire_states": k, "fire_steps": steps}
+    first = np.array([next((j for j, (f, ok) in enumerate(zip(d, sn)) if ok and detect(f).ball_visible), -1)
+                      for d, sn in zip(frames, sane)])  # the first dreamed frame with a ball (-1: none)
+    seen = first >= 0
+    out = {"fire_launch_rate": float(seen[:k].mean()), "noop_launch_rate": float(seen[k:].mean()),
+           "fire_states": k, "fire_steps": steps}
+    out.update(_delays("fire_delay", first[:k][seen[:k]], steps))
+    return out
+
+
+def _delays(name: str, d: np.ndarray, steps: int) -> dict[str, Any]:
+    """Summary of serve delays d (dreamed steps under FIRE until a ball shows; 0: the first frame). The real
+    game after a lost ball, by issue 15's ALE measurement on 50 serves: 0-7 steps, 22% at once, 68% within 5
+    (a hidden timer that the 4-frame history cannot see)."""
+    if len(d) == 0:
+        return {f"{name}_n": 0}
+    return {f"{name}_n": len(d), f"{name}_at_once": float(np.mean(d == 0)), f"{name}_within_5": float(np.mean(d < 5)),
+            f"{name}_median": float(np.median(d)), f"{name}_hist": np.bincount(d, minlength=steps)[:steps].tolist()}
 
 
 def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
