@@ -56,6 +56,8 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("paddle x under RIGHT - LEFT, h1 (px)", "action_paddle_dx", None, "{:+.2f}"),
     ("action response rate", "action_response_rate", None, "{:.3f}"),
     ("FIRE launches a ball", "fire_launch_rate", "noop_launch_rate", "{:.3f}"),
+    ("FIRE: ball on the first step (of launches; real 0.22)", "fire_delay_at_once", None, "{:.3f}"),
+    ("FIRE: ball within 5 steps (of launches; real 0.68)", "fire_delay_within_5", None, "{:.3f}"),
     ("ball alive 30 dreamed steps", "ball_alive_rate", None, "{:.3f}"),
     ("reset screen: FIRE shows a ball / NOOP does", "reset_launch_rate", "reset_noop_rate", "{:.3f}"),
     ("flight: ball visible, tracker playing / real", "flight_visible", "flight_real_visible", "{:.3f}"),
