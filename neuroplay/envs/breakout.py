@@ -269,10 +269,17 @@ def ball_positions(frames: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """
     out = np.full((len(frames), 2), np.nan, np.float32)
     for i in range(0, len(frames), chunk):
-        for j, f in enumerate(np.asarray(frames[i : i + chunk]), start=i):
-            o = detect(f)
-            if o.ball_x is not None and o.ball_y is not None:
-                out[j] = (o.ball_x, o.ball_y)
+        part = np.asarray(frames[i : i + chunk])
+        out[i : i + len(part)] = ball_xy([detect(f) for f in part])
+    return out
+
+
+def ball_xy(objs: list[Objects]) -> np.ndarray:
+    """(M, 2) float32 ball centre (x, y) of readings already made, NaN where no ball is visible."""
+    out = np.full((len(objs), 2), np.nan, np.float32)
+    for j, o in enumerate(objs):
+        if o.ball_x is not None and o.ball_y is not None:
+            out[j] = (o.ball_x, o.ball_y)
     return out
 
 

@@ -29,6 +29,7 @@ from neuroplay.envs.breakout import (
     LOST,
     TrackerPolicy,
     ball_positions,
+    ball_xy,
     bricks,
     detect,
     lives_shown,
@@ -59,10 +60,8 @@ def event_steps(frames: np.ndarray) -> dict[str, np.ndarray]:
 
 def real_event_steps(src: FrameSource, rows: np.ndarray) -> dict[str, np.ndarray]:
     """`event_steps` of the real frames of rows (T,), from the source's remembered readings of each row."""
-    pos = np.array([(o.ball_x, o.ball_y) if o.ball_x is not None and o.ball_y is not None else (np.nan, np.nan)
-                    for o in src.real_objects(rows)], np.float32)
     lives, nb = src.real_board(rows)
-    return events_from(pos, lives, nb)
+    return events_from(ball_xy(src.real_objects(rows)), lives, nb)
 
 
 def events_from(pos: np.ndarray, lives: np.ndarray, nb: np.ndarray) -> dict[str, np.ndarray]:

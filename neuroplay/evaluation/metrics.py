@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroplay.data.episodes import DatasetError, Episodes
-from neuroplay.envs.breakout import detect
+from neuroplay.envs.breakout import Objects, detect
 from neuroplay.evaluation.dreamer import Dreamers, context_frames, h1_logits, plan_runs, rollout
 from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.objects import ObjectTally
@@ -85,7 +85,12 @@ def psnr_from_mse(mse: float, cap: float = PSNR_CAP) -> float:
 
 def paddle_x(frames: np.ndarray) -> np.ndarray:
     """Detected paddle centre per uint8 frame (NaN where none)."""
-    return np.array([np.nan if (x := detect(f).paddle_x) is None else x for f in frames], np.float64)
+    return paddle_xs([detect(f) for f in frames])
+
+
+def paddle_xs(objs: list[Objects]) -> np.ndarray:
+    """`paddle_x` of readings already made."""
+    return np.array([np.nan if o.paddle_x is None else o.paddle_x for o in objs], np.float64)
 
 
 def frame_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:

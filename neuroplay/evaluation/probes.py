@@ -28,7 +28,7 @@ import torch
 from neuroplay.envs.breakout import Objects, detect
 from neuroplay.evaluation.dreamer import Dreamers, rollout
 from neuroplay.evaluation.frames import FIRE, LEFT, NOOP, RIGHT, EvalData, FrameSource, to_uint8
-from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x
+from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x, paddle_xs
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 
 WALL_MARGIN = 3.0
@@ -127,13 +127,13 @@ def dream_batch(ctx: tuple, d: Dreamers, actions: np.ndarray, first: int) -> tup
 def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     data, src = ctx[1], ctx[2]
     first = cands[: max(4 * n, 256)]
-    x_all = _paddle_xs(src.real_objects(data.rows(first)))
+    x_all = paddle_xs(src.real_objects(data.rows(first)))
     if np.isnan(x_all).all():
         return {"action_response_rate": None, "action_response_states": 0}
     lo, hi = np.nanmin(x_all) + WALL_MARGIN, np.nanmax(x_all) - WALL_MARGIN
 
     def check(c: np.ndarray) -> np.ndarray:
-        x = _paddle_xs(src.real_objects(data.rows(c)))
+        x = paddle_xs(src.real_objects(data.rows(c)))
         return ~np.isnan(x) & (x >= lo) & (x <= hi)
 
     states = scan_states(cands, n, check)
@@ -207,11 +207,6 @@ def _ball(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     objs = [[detect(f) if ok else NOTHING for f, ok in zip(d, sn)] for d, sn in zip(frames, sane)]
     alive = np.array([ball_alive(o) for o in objs])
     return {"ball_alive_rate": float(alive.mean()), "ball_states": len(states), "ball_steps": steps}
-
-
-def _paddle_xs(objs: list[Objects]) -> np.ndarray:
-    """`paddle_x` from readings already made."""
-    return np.array([np.nan if o.paddle_x is None else o.paddle_x for o in objs], np.float64)
 
 
 def _nanmean(x: np.ndarray) -> float | None:

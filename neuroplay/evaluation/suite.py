@@ -170,20 +170,19 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     finally:
         bar.close()
     t2 = time.perf_counter()
-    parts: dict[str, float] = {}
     for dec in (decode, ARGMAX) if decode != ARGMAX else (decode,):
         probes = run_probes(vq, wm, data, samples, response_states=sizes[0], fire_states=sizes[1],
                             ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec)
         tag = "_argmax" if dec is not decode else ""
         metrics.update({k + tag: v for k, v in probes.items()})
-    parts["behaviour"] = time.perf_counter() - t2
+    t_behaviour = time.perf_counter()
     metrics.update(gameplay_probes(vq, wm, data, samples, states=n_game, seed=cfg.seed, batch_size=cfg.batch_size,
                                    device=device, decode=decode))
-    parts["gameplay"] = time.perf_counter() - t2 - parts["behaviour"]
+    t_gameplay = time.perf_counter()
     if n_end > 0:
         metrics.update(endless_probe(vq, wm, device, decode, n_end, cfg))
     t3 = time.perf_counter()
-    parts["endless"] = t3 - t2 - parts["behaviour"] - parts["gameplay"]
+    parts = {"behaviour": t_behaviour - t2, "gameplay": t_gameplay - t_behaviour, "endless": t3 - t_gameplay}
     result: dict[str, Any] = {
         "neuroplay_version": __version__, "tier": cfg.tier, "split": cfg.split, "device": str(device),
         "metrics": metrics, "beats_copy_last": beats_copy_last(metrics),

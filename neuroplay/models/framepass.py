@@ -132,17 +132,15 @@ def _frame_pass(
         out = outs[li]
         if len(out) == 0:
             break
-        slots = out[:, None] - (w - 1) + np.arange(w)  # (|out|, w): the frames each output attends to
-        if every and len(out) == m:
-            valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w), as `slots >= 0`
-        else:
-            valid = torch.from_numpy(slots >= 0).to(dev)
-        mask = valid.repeat_interleave(L, -1)[:, None, None]  # (|out|, 1, 1, w*336)
         if every and len(out) == m:  # every frame: shifted slices, no gather
+            valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w): slots before frame 0 pad
             kw, vw = _windows(k, w), _windows(v, w)  # (B, m, h, w*336, e)
         else:
+            slots = out[:, None] - (w - 1) + np.arange(w)  # (|out|, w): the frames each output attends to
+            valid = torch.from_numpy(slots >= 0).to(dev)
             kw, vw = _gather_windows(k, cur, slots), _gather_windows(v, cur, slots)  # (B, |out|, h, w*336, e)
             q, x = _take(q, cur, out), _take(x, cur, out)  # (B, |out|, h, 336, e), (B, |out|, 336, d)
+        mask = valid.repeat_interleave(L, -1)[:, None, None]  # (|out|, 1, 1, w*336)
         y = blk.attn.attend(q.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), _tile(mask, b))  # (B*|out|, 336, d)
         x = blk.feed_forward(x + blk.drop(y.view(b, len(out), L, -1)))  # (B, |out|, 336, d)
         cur = out
