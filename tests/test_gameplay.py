@@ -7,7 +7,7 @@ import numpy as np
 
 from neuroplay.envs.breakout import BOUNCE, LOST, TrackerPolicy, frame_events
 from neuroplay.envs.real import RealEnv
-from neuroplay.evaluation.gameplay import event_steps
+from neuroplay.evaluation.gameplay import _hit_score, _scores, event_steps, score_rise
 
 
 def _play(steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,3 +37,27 @@ def test_event_steps_agree_with_the_game() -> None:
     assert ev["lost"].any() and ev["lives_down"].any()  # 600 tracker steps lose a ball
     first_down = int(np.argmax(ev["lives_down"]))
     assert ev["gone"][first_down - 3 : first_down].all()  # the digit counts down after the ball has gone
+
+
+def test_hit_score_is_timed_by_the_real_score() -> None:
+    """The score test of the hit probe, on real play: in a window like the probe's (3 history frames, the hit
+    1-3 frames later), the screen's score rises within a frame of the reward, so the real game passes its own
+    test on every hit, and a dream with the real frames passes while a frozen or 2-frames-late score fails."""
+    frames, rewards = _play(600, seed=4)
+    ev = event_steps(frames)
+    scored = set(np.nonzero(np.concatenate([[False], rewards > 0]))[0].tolist())
+    tried = 0
+    for k in np.nonzero(ev["hit"])[0]:
+        if k < 5 or k + 5 > len(frames) or not (set(range(k - 1, k + 2)) & scored):
+            continue
+        w = _scores(frames[k - 4 : k + 4])  # index 4 = the brick's frame, the probe's k = 4
+        if w[0] is None or len({x for x in w[:3]}) > 1:
+            continue  # a score still moving from an earlier hit: the probe's history is clean of hits
+        j = score_rise(w)
+        assert j is not None and 3 <= j <= 5, (k, w)
+        assert _hit_score(w, w)
+        assert not _hit_score([w[0]] * len(w), w)
+        late = w[:3] + [w[0]] * (j + 2 - 3) + w[j:]
+        assert not _hit_score(late[: len(w)], w)
+        tried += 1
+    assert tried >= 3

@@ -216,3 +216,25 @@ def test_train_all_from_the_cli(tmp_path: Path, breakout_file: Path) -> None:
     assert cli([*args, "--resume", "--wm-steps", "6"]) == 0  # finished stages are skipped
     assert json.loads((run / "last" / "wm" / "progress.json").read_text())["step"] == 6
     assert cli(["train", "wm", "--data", str(tmp_path / "missing.npz"), "--run-dir", str(run)]) == 2
+
+
+def test_select_play_keeps_the_checkpoint_that_plays_best(tmp_path: Path, tiny_run: Path) -> None:
+    """--select play: each check runs the eval's probes on the val episodes (real dreams of the tiny model,
+    decoded by its VQ-VAE); <run>/wm holds the step with the best play score, not the lowest loss."""
+    import json
+    import shutil
+
+    data = tmp_path / "tokens.npz"  # its own folder: the check freezes eval indices next to the data
+    shutil.copy(tiny_run / "atari_tokens_hires.npz", data)
+    run = tmp_path / "play"
+    train_wm(wm_cfg(run, tiny_run, data=[str(data)], steps=3, eval_every=1, select="play", play_states=2,
+                    lr=3e-3))
+    rows = [r for r in map(json.loads, (run / "wm_log.jsonl").read_text().splitlines()) if "play_score" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(0.0 <= r["play_score"] <= 1.0 and "reset_launch_rate" in r for r in rows)
+    kept = json.loads((run / "wm" / "config.json").read_text())
+    best = max(rows, key=lambda r: (r["play_score"], -r["step"]))  # the first of the best
+    assert kept["step"] == best["step"] and kept["metrics"]["play_score"] == best["play_score"]
+    assert kept["step"] != min(rows, key=lambda r: r["val_loss"])["step"]  # here the two rules disagree
+    with pytest.raises(ValueError, match="--select"):
+        train_wm(wm_cfg(tmp_path / "bad", tiny_run, select="fun"))

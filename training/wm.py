@@ -114,6 +114,11 @@ class WMTrainConfig:
     """Steps between scalar logs."""
     eval_every: int = 500
     """Steps between canary checks (best checkpoint); also once per epoch."""
+    select: str = "loss"
+    """Which checkpoint <run_dir>/wm keeps: loss (lowest canary val loss) or play (highest play score: the
+    eval's gameplay probes on val episodes at each canary check, `neuroplay/evaluation/playscore.py`)."""
+    play_states: int = 12
+    """--select play: states of each probe in the play check (more: steadier, slower)."""
     save_every: int = 250
     """Steps between resumable checkpoints."""
     image_every: int = 1000
@@ -188,8 +193,32 @@ def canary(model: TemporalWorldModel, batch: dict[str, torch.Tensor], device: to
     }
 
 
+SHOWN = ("val_loss", "val_acc", "copy_last_acc", "changed_token_acc", "play_score")
+"""Canary figures printed at each check (the log and TensorBoard get every play figure too)."""
+
+
+def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
+    """--select play: model -> play figures (floats) on the canary's val samples of the token files."""
+    from neuroplay.evaluation.playscore import play_check
+    from neuroplay.evaluation.suite import frozen_samples
+
+    if not (vq_dir / "config.json").exists():
+        raise ValueError(f"--select play needs the VQ-VAE to see the dream: no checkpoint in {vq_dir} "
+                         "(give --vq-checkpoint)")
+    vq = load_checkpoint(vq_dir, "vqvae", device)[0]
+    data, samples = frozen_samples(cfg.data, "canary", "val", val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+
+    def check(model: torch.nn.Module) -> dict[str, float]:
+        m = play_check(vq, model, data, samples, states=cfg.play_states, seed=cfg.split_seed, device=device)
+        return {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    return check
+
+
 def train_wm(cfg: WMTrainConfig) -> Path:
-    """Train, checkpointing into `<run_dir>/wm` (best canary) and `<run_dir>/last/wm` (resume)."""
+    """Train, checkpointing into `<run_dir>/wm` (best canary by --select) and `<run_dir>/last/wm` (resume)."""
+    if cfg.select not in ("loss", "play") or cfg.play_states < 1:
+        raise ValueError(f"--select must be loss or play (got {cfg.select!r}) and --play-states >= 1")
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if dist_info.world > 1 and device.type == "cuda":
@@ -228,6 +257,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
         net = torch.compile(net)
     info = {"data": [str(p) for p in cfg.data], "stage": "wm", "vq_sha256": data.vq_sha256}
     val = data.val_batch(cfg.val_samples, cfg.split_seed)
+    check = play_checker(cfg, vq_dir, device) if cfg.select == "play" and dist_info.main else None
     val_roll = data.rollout_batch(1, cfg.rollout_steps, torch.Generator().manual_seed(cfg.split_seed), split="val")
     main = dist_info.main
     log = RunLogger(run, "wm", enabled=main)
@@ -280,10 +310,12 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                 bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.4f}", tok_s=f"{tps:.0f}")
             if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or final):
                 m = canary(model, val, device)
+                m.update(check(model) if check is not None else {})
                 log.scalars(step, m)
-                bar.write(f"wm step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
-                if best is None or m["val_loss"] < best:
-                    best = m["val_loss"]
+                bar.write(f"wm step {step}: " + ", ".join(f"{k} {m[k]:.4f}" for k in SHOWN if k in m))
+                score = 1.0 - m.get("play_score", 0.0) if check is not None else m["val_loss"]  # lower is better
+                if best is None or score < best:
+                    best = score
                     save_checkpoint(best_dir, model, preset.name, {**info, "step": step, "metrics": m})
             if main and vq is not None and step % cfg.image_every == 0:
                 from training.wm_images import rollout_grid

@@ -10,7 +10,8 @@
 - `bounce`, `hit`, `lost`: states whose real continuation has the event 1-3 frames ahead (found by the
   detector, as `frame_events` finds them for training), dreamed under the recorded actions. A bounce counts
   when the dreamed ball flips direction within one frame of the real flip; a hit when the dreamed wall loses
-  a brick within one frame of the real one (and, separately, when the dreamed score rises); a lost ball when
+  a brick within one frame of the real one (and, separately, when the dreamed score rises within one frame of
+  the real score, which ALE moves up to a frame before or after the brick); a lost ball when
   the dreamed ball vanishes within one frame of the real one and the lives digit then counts down. The same test
   on the real frames gives the figure beside it (the detector's own ceiling).
 
@@ -74,10 +75,28 @@ def events_from(pos: np.ndarray, lives: np.ndarray, nb: np.ndarray) -> dict[str,
             "gone": np.isnan(pos[:, 0])}
 
 
-def _hit_score(frames: np.ndarray, k: int) -> bool:
-    """The score read after the hit (frames k..k+1 of the window) is above the score before it (frame k-1)."""
-    s = [read_scoreboard(f).score for f in frames[max(k - 1, 0) : k + 2]]
-    return s[0] is not None and any(x is not None and x > s[0] for x in s[1:])
+def _scores(frames: np.ndarray) -> list[int | None]:
+    """The score each frame of a window shows (None: a cell reads as no digit)."""
+    return [read_scoreboard(f).score for f in frames]
+
+
+def score_rise(real: list[int | None]) -> int | None:
+    """Index of the first frame whose real score reads above the window's first (index 0, before the hit);
+    None when the first is unreadable or the score never rises. The score is timed on its own, not by the
+    brick: ALE draws it up to a frame before the brick goes (or after), so a test tied to the brick's frame
+    failed the real game itself on 6% of held-out hits."""
+    if real[0] is None:
+        return None
+    return next((j for j, x in enumerate(real) if x is not None and x > real[0]), None)
+
+
+def _hit_score(dream: list[int | None], real: list[int | None]) -> bool:
+    """The dreamed score rises within one frame of the real score's rise (`score_rise`), above the score before
+    the hit. The window's first 3 frames are the real history, so only dreamed frames (index >= 3) count."""
+    j = score_rise(real)
+    if j is None:
+        return False
+    return any(x is not None and x > real[0] for x in dream[max(j - 1, 3) : j + 2])  # type: ignore[operator]
 
 
 def _passes(kind: str, ev: dict[str, np.ndarray], k: int) -> bool:
@@ -120,8 +139,9 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
         ok_dream.append(_passes(kind, event_steps(win), ks[i]))
         ok_real.append(_passes(kind, real_event_steps(src, rows[i]), ks[i]))
         if kind == "hit":
-            score_dream.append(_hit_score(win, ks[i]))
-            score_real.append(_hit_score(real[i], ks[i]))
+            real_scores = _scores(real[i])
+            score_dream.append(_hit_score(_scores(win), real_scores))
+            score_real.append(score_rise(real_scores) is not None)
     out = {f"{kind}_rate": float(np.mean(ok_dream)), f"{kind}_real_rate": float(np.mean(ok_real)),
            f"{kind}_states": len(states)}
     if kind == "hit":

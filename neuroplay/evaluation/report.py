@@ -66,6 +66,7 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("brick hit: brick goes / real", "hit_rate", "hit_real_rate", "{:.3f}"),
     ("brick hit: score rises / real", "hit_score_rate", "hit_score_real_rate", "{:.3f}"),
     ("lost ball: gone, lives down / real", "lost_rate", "lost_real_rate", "{:.3f}"),
+    ("play score (mean of the probe rates above)", "play_score", None, "{:.3f}"),
     ("endless dream: paddle visible / real game", "endless_paddle_visible", "endless_real_paddle_visible", "{:.3f}"),
     ("endless dream: ball in play / real game", "endless_ball_in_play", "endless_real_ball_in_play", "{:.3f}"),
     ("endless dream: bricks broken / real game", "endless_bricks_broken", "endless_real_bricks_broken", "{:d}"),

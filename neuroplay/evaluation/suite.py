@@ -30,6 +30,7 @@ from neuroplay.evaluation.frames import EvalData
 from neuroplay.evaluation.gameplay import gameplay_probes
 from neuroplay.evaluation.indices import INDICES_FILE, load_or_create
 from neuroplay.evaluation.metrics import eval_work, evaluate
+from neuroplay.evaluation.playscore import play_score
 from neuroplay.evaluation.probes import run_probes
 from neuroplay.evaluation.report import beats_copy_last, rollout_examples, table, write_json, write_report
 
@@ -178,6 +179,7 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     t_behaviour = time.perf_counter()
     metrics.update(gameplay_probes(vq, wm, data, samples, states=n_game, seed=cfg.seed, batch_size=cfg.batch_size,
                                    device=device, decode=decode))
+    metrics["play_score"] = play_score(metrics)
     t_gameplay = time.perf_counter()
     if n_end > 0:
         metrics.update(endless_probe(vq, wm, device, decode, n_end, cfg))
