@@ -5,7 +5,8 @@
   The real game does it every time (checked here with ALE, not assumed).
 - `flight`: from mid-game states with the ball in play, the tracker autopilot plays the dream for
   `flight_steps` frames, reading the dreamed pixels as it reads the real ones; the share of dreamed frames
-  that show a ball, beside the share of the recorded real frames that do. And under the recorded actions,
+  that show a ball, beside the same tracker playing the real game from the same states (replayed in ALE,
+  `evaluation.realgame`) and the share of the recorded real frames that do. And under the recorded actions,
   the median distance between the dreamed and the real ball over the first 5 frames, where both show one.
 - `bounce`, `hit`, `lost`: states whose real continuation has the event 1-3 frames ahead (found by the
   detector, as `frame_events` finds them for training), dreamed under the recorded actions. A bounce counts
@@ -41,6 +42,7 @@ from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.frames import FIRE, NOOP, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr
 from neuroplay.evaluation.probes import dream_batch, dream_frames, scan_states
+from neuroplay.evaluation.realgame import Replay, tracker_flight
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 
 LEAD = 3
@@ -182,6 +184,7 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"flight_visible": float(np.mean(seen_dream)),
                            "flight_real_visible": float(np.mean(np.concatenate(seen_real))),
                            "flight_states": len(states), "flight_steps": steps}
+    out.update(_flight_real(ctx, states, steps))
     dreamed, start = np.concatenate(rec), np.concatenate(lasts)  # (n, 5, 84, 64, 3), (n, 84, 64, 3)
     sane = frame_psnr(dreamed, start[:, None]) >= SANE_PSNR
     real5 = src.real_objects(data.rows(states, 1 + np.arange(5)))  # (n * 5) readings, in the dreams' order
@@ -193,6 +196,20 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
     out["flight_pos_err"] = float(np.median(err)) if err else None
     out["flight_pos_pairs"] = len(err)
     return out
+
+
+def _flight_real(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
+    """The tracker plays the real game from the flight probe's own states (those that replay in ALE), seeded and
+    primed as it is in the dream: the dream's figure on the same footing."""
+    data, src, seed = ctx[1], ctx[2], ctx[6]
+    replay = Replay.of(data)
+    ok = replay.replays(states)
+    if not ok.any():
+        return {"flight_tracker_real_states": 0}
+    idx = np.nonzero(ok)[0]
+    rows = data.rows(states[idx])
+    seen = tracker_flight(replay, states[idx], steps, seed + idx, src.real_uint8(rows), src.real_uint8(rows - 1))
+    return {"flight_tracker_real_states": len(idx), "flight_tracker_real_visible": float(seen.mean())}
 
 
 def _reset_launch(ctx: tuple, tries: int) -> dict[str, Any]:
