@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuroplay.envs.breakout import PADDLE_ROWS, detect
+from neuroplay.envs.breakout import BRICK_COL_X, BRICK_ROW_Y, PADDLE_ROWS, bricks, detect
 from neuroplay.envs.real import RealEnv
 from neuroplay.evaluation.endless import ENDLESS_GATES, autopilot, endless, figures, stable_runs
 
@@ -38,7 +38,17 @@ def test_each_broken_dream_fails_its_figure(real_play: tuple[np.ndarray, np.ndar
 
     regrown = frames.copy()
     regrown[-20:, 22:38] = frames[0, 22:38]  # the whole wall comes back for the last 20 frames
-    assert figures(regrown, games)["brick_rises"] > 0
+    f = figures(regrown, games)
+    assert f["brick_rises"] > 0 and 0 < f["brick_rise_slots"] <= f["brick_rises"]
+
+    flicker = frames.copy()  # one broken slot's centre pixel dims and brightens again, 3 frames each way
+    gone = np.nonzero(~bricks(frames[-1]) & bricks(frames[0]))
+    r, c = gone[0][0], gone[1][0]
+    lit = frames[0, BRICK_ROW_Y[r], BRICK_COL_X[c]]
+    for t0 in range(len(frames) - 60, len(frames) - 5, 12):
+        flicker[t0 : t0 + 6, BRICK_ROW_Y[r], BRICK_COL_X[c]] = lit
+    f = figures(flicker, games)
+    assert f["brick_rises"] >= 4 and f["brick_rise_slots"] == 1
 
     frozen = np.repeat(frames[:1], len(frames), 0)  # a dream that never moves
     f = figures(frozen)

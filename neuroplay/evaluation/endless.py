@@ -9,7 +9,8 @@ the dreamed pixels as it reads the real ones) and scores every frame with the ga
 - `ball_in_play`: share of frames showing a ball (the detector misses it while it crosses the brick rows);
 - `bricks_broken`: brick slots that stood and then stayed empty (3 frames each way, so a ball crossing a slot
   is neither);
-- `brick_rises`: slots that came back after being empty (the wall only grows back on a new level or game);
+- `brick_rises`: times a slot came back after being empty (the wall only grows back on a new level or game),
+  and `brick_rise_slots`: how many slots did;
 - `lives_lost`, `lives_rises`, `score_drops`: the scoreboard, read frame to frame (a rise or a drop means a
   hidden reset, or digits the model does not keep).
 
@@ -74,17 +75,19 @@ def _persistent(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def brick_changes(slots: np.ndarray) -> tuple[int, int]:
-    """(broken, rises) of one game's brick slots (T, 6, 18) bool, each needing `PERSIST` frames of its state."""
+def brick_changes(slots: np.ndarray) -> tuple[int, int, int]:
+    """(broken, rises, slots that rose) of one game's brick slots (T, 6, 18) bool, each state needing `PERSIST`
+    frames. A slot can rise many times: a dim smudge that a decoder leaves where a brick broke, flickering
+    about the detector's threshold, counts at every crossing, so the slots are counted apart."""
     if len(slots) < PERSIST:
-        return 0, 0
+        return 0, 0, 0
     stand, empty = _persistent(slots), _persistent(~slots)
     was_standing = np.maximum.accumulate(stand, 0)  # (T', 6, 18): stood at some frame so far
     gone_after = was_standing[:-1] & empty[1:]  # emptied after having stood
     broken = int(gone_after.any(0).sum())
     was_gone = np.maximum.accumulate(np.concatenate([np.zeros_like(empty[:1]), gone_after], 0), 0)
-    rises = int((was_gone[:-1] & stand[1:] & ~stand[:-1]).sum())  # a slot standing again after it was broken
-    return broken, rises
+    rose = was_gone[:-1] & stand[1:] & ~stand[:-1]  # (T'-1, 6, 18): a slot standing again after it was broken
+    return broken, int(rose.sum()), int(rose.any(0).sum())
 
 
 def stable_runs(values: list[int | None]) -> list[int]:
@@ -108,11 +111,11 @@ def figures(frames: np.ndarray, games: np.ndarray | None = None) -> dict[str, An
     objs = [detect(f) for f in frames]
     boards = [read_scoreboard(f) for f in frames]
     slots = np.stack([bricks(f) for f in frames])  # (T, 6, 18)
-    broken = rises = lives_lost = lives_rises = score_drops = 0
+    broken = rises = rise_slots = lives_lost = lives_rises = score_drops = 0
     for g in np.unique(games):
         idx = np.nonzero(games == g)[0]
-        b, r = brick_changes(slots[idx])
-        broken, rises = broken + b, rises + r
+        b, r, rs = brick_changes(slots[idx])
+        broken, rises, rise_slots = broken + b, rises + r, rise_slots + rs
         dl = np.diff(np.array(stable_runs([boards[i].lives for i in idx]), int))
         ds = np.diff(np.array(stable_runs([boards[i].score for i in idx]), int))
         lives_lost += int((dl < 0).sum())
@@ -126,6 +129,7 @@ def figures(frames: np.ndarray, games: np.ndarray | None = None) -> dict[str, An
         "ball_in_play": float(np.mean([o.ball_visible for o in objs])),
         "bricks_broken": broken,
         "brick_rises": rises,
+        "brick_rise_slots": rise_slots,
         "lives_lost": lives_lost,
         "lives_rises": lives_rises,
         "score_drops": score_drops,
