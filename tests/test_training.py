@@ -224,13 +224,14 @@ def test_select_play_keeps_the_checkpoint_that_plays_best(tmp_path: Path, tiny_r
     import json
     import shutil
 
-    data = tmp_path / "tokens.npz"  # its own folder: the check freezes eval indices next to the data
+    data = tmp_path / "tokens.npz"
     shutil.copy(tiny_run / "atari_tokens_hires.npz", data)
+    (tmp_path / "gold_eval_indices.json").write_text("{}")  # another file's eval indices beside the data: unused
     run = tmp_path / "play"
     train_wm(wm_cfg(run, tiny_run, data=[str(data)], steps=3, eval_every=1, select="play", play_states=2,
                     lr=3e-3))
     rows = [r for r in map(json.loads, (run / "wm_log.jsonl").read_text().splitlines()) if "play_score" in r]
-    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [1, 2, 3] and (run / "play_indices.json").exists()
     assert all(0.0 <= r["play_score"] <= 1.0 and "reset_launch_rate" in r for r in rows)
     kept = json.loads((run / "wm" / "config.json").read_text())
     best = max(rows, key=lambda r: (r["play_score"], -r["step"]))  # the first of the best

@@ -198,7 +198,8 @@ SHOWN = ("val_loss", "val_acc", "copy_last_acc", "changed_token_acc", "play_scor
 
 
 def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
-    """--select play: model -> play figures (floats) on the canary's val samples of the token files."""
+    """--select play: model -> play figures (floats) on the canary's val samples of the token files, frozen in
+    the run folder (`play_indices.json`; the data's folder may hold another file's eval indices)."""
     from neuroplay.evaluation.playscore import play_check
     from neuroplay.evaluation.suite import frozen_samples
 
@@ -206,7 +207,8 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
         raise ValueError(f"--select play needs the VQ-VAE to see the dream: no checkpoint in {vq_dir} "
                          "(give --vq-checkpoint)")
     vq = load_checkpoint(vq_dir, "vqvae", device)[0]
-    data, samples = frozen_samples(cfg.data, "canary", "val", val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    data, samples = frozen_samples(cfg.data, "canary", "val", Path(cfg.run_dir) / "play_indices.json",
+                                   val_fraction=cfg.val_fraction, seed=cfg.split_seed)
 
     def check(model: torch.nn.Module) -> dict[str, float]:
         m = play_check(vq, model, data, samples, states=cfg.play_states, seed=cfg.split_seed, device=device)
