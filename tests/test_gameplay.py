@@ -59,5 +59,7 @@ def test_hit_score_is_timed_by_the_real_score() -> None:
         assert not _hit_score([w[0]] * len(w), w)
         late = w[:3] + [w[0]] * (j + 2 - 3) + w[j:]
         assert not _hit_score(late[: len(w)], w)
+        early = w[j - 2 :] + w[-1:] * (j - 2)  # the rise moved into the last history frame: it cannot be scored,
+        assert score_rise(early) == 2 and not _hit_score(early, early)  # or a dream keeping the score would pass
         tried += 1
     assert tried >= 3

@@ -40,7 +40,7 @@ timeout -s INT $(python3 -c "print(int($MIN * 60 + 120))") python3 -m neuroplay.
   > "$OUT/train.log" 2>&1
 echo "train rc $?; $(( $(date +%s) - t0 )) s so far"; grep "wm step\|budget\|Error\|error" "$OUT/train.log" | tail -40
 mkdir -p "$OUT/wm"; cp /tmp/run/wm/* "$OUT/wm/"; cp /tmp/run/wm_log.jsonl "$OUT/"
-mkdir -p /tmp/ck; ln -sfn "$PWD/$VQ" /tmp/ck/vqvae; ln -sfn /tmp/run/wm /tmp/ck/wm
+mkdir -p /tmp/ck; ln -sfn "$(realpath "$VQ")" /tmp/ck/vqvae; ln -sfn /tmp/run/wm /tmp/ck/wm
 timeout "${EVAL_S:-60}" python3 -m neuroplay.cli eval --data .gpu/heldout.npz --checkpoint /tmp/ck --split all \
   --tier canary --device "$DEV" --json "$OUT/canary.json" > "$OUT/eval.log" 2>&1
 echo "eval rc $?; $(( $(date +%s) - t0 )) s in all"; tail -30 "$OUT/eval.log"

@@ -15,10 +15,11 @@ Per-token hybrid importance weights (`training/importance.py`) weight every CE.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -114,7 +115,7 @@ class WMTrainConfig:
     """Steps between scalar logs."""
     eval_every: int = 500
     """Steps between canary checks (best checkpoint); also once per epoch."""
-    select: str = "loss"
+    select: Literal["loss", "play"] = "loss"
     """Which checkpoint <run_dir>/wm keeps: loss (lowest canary val loss) or play (highest play score: the
     eval's gameplay probes on val episodes at each canary check, `neuroplay/evaluation/playscore.py`)."""
     play_states: int = 12
@@ -206,9 +207,13 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
     if not (vq_dir / "config.json").exists():
         raise ValueError(f"--select play needs the VQ-VAE to see the dream: no checkpoint in {vq_dir} "
                          "(give --vq-checkpoint)")
-    vq = load_checkpoint(vq_dir, "vqvae", device)[0]
+    vq, vq_info = load_checkpoint(vq_dir, "vqvae", device)
     data, samples = frozen_samples(cfg.data, "canary", "val", Path(cfg.run_dir) / "play_indices.json",
                                    val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    for path, meta in zip(cfg.data, data.metas):
+        if meta.get("vq_checkpoint_hash") not in (None, vq_info.get("weights_sha256")):
+            raise ValueError(f"{path}: tokens come from another VQ-VAE than {vq_dir}: --select play would score "
+                             "dreams it cannot see (give the --vq-checkpoint that made them)")
 
     def check(model: torch.nn.Module) -> dict[str, float]:
         m = play_check(vq, model, data, samples, states=cfg.play_states, seed=cfg.split_seed, device=device)
@@ -219,8 +224,10 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
 
 def train_wm(cfg: WMTrainConfig) -> Path:
     """Train, checkpointing into `<run_dir>/wm` (best canary by --select) and `<run_dir>/last/wm` (resume)."""
-    if cfg.select not in ("loss", "play") or cfg.play_states < 1:
-        raise ValueError(f"--select must be loss or play (got {cfg.select!r}) and --play-states >= 1")
+    if cfg.select not in ("loss", "play"):
+        raise ValueError(f"--select must be loss or play, got {cfg.select!r}")
+    if cfg.play_states < 1:
+        raise ValueError(f"--play-states must be >= 1, got {cfg.play_states}")
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if dist_info.world > 1 and device.type == "cuda":
@@ -249,6 +256,10 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     step, best, spent = 0, None, 0.0
     if cfg.resume:
         step, best, spent = load_resume(last_dir, model, opt)
+        was = json.loads((last_dir / "config.json").read_text()).get("train_config", {}).get("select", "loss")
+        if was != cfg.select and best is not None:  # a loss and a play score are not comparable
+            print(f"wm: --select {cfg.select} (the run kept by {was}): the best so far starts again at the next check")
+            best = None
     elif cfg.init:
         load_weights(Path(cfg.init), model, "--init")
     net: Any = model

@@ -107,6 +107,18 @@ class RealEnv:
         return EnvStep(self.frame, float(reward), bool(done),
                        {"lives": self.lives, "t": self.t, "game_over": over, "truncated": done and not over})
 
+    def bookmark(self) -> tuple[Any, int]:
+        """The emulator state and step count alone (about 8 KB; `clone_state` also holds two raw screens)."""
+        return self.ale.cloneState(), self.t
+
+    def go_to(self, mark: tuple[Any, int], frame: np.ndarray) -> None:
+        """Back to a `bookmark`, showing `frame` (the frame it was taken at). Both pooled screens become the
+        emulator's current one: the next step overwrites both, unless the game ends in its first two frames."""
+        self.ale.restoreState(mark[0])
+        self.t = mark[1]
+        screen = self.ale.getScreenRGB()
+        self._pool, self.frame = [screen, screen.copy()], frame
+
     def clone_state(self) -> Any:
         return self.ale.cloneState(), self.t, self.frame, list(self._pool)
 

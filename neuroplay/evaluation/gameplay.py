@@ -12,7 +12,8 @@
   detector, as `frame_events` finds them for training), dreamed under the recorded actions. A bounce counts
   when the dreamed ball flips direction within one frame of the real flip; a hit when the dreamed wall loses
   a brick within one frame of the real one (and, separately, when the dreamed score rises within one frame of
-  the real score, which ALE moves up to a frame before or after the brick); a lost ball when
+  the real score, which ALE moves a frame before the brick or up to 2 after; scored where that rise falls in
+  the dreamed frames); a lost ball when
   the dreamed ball vanishes within one frame of the real one and the lives digit then counts down. The same test
   on the real frames gives the figure beside it (the detector's own ceiling).
 
@@ -85,7 +86,7 @@ def _scores(frames: np.ndarray) -> list[int | None]:
 def score_rise(real: list[int | None]) -> int | None:
     """Index of the first frame whose real score reads above the window's first (index 0, before the hit);
     None when the first is unreadable or the score never rises. The score is timed on its own, not by the
-    brick: ALE draws it up to a frame before the brick goes (or after), so a test tied to the brick's frame
+    brick: ALE draws it a frame before the brick goes, or up to 2 after, so a test tied to the brick's frame
     failed the real game itself on 6% of held-out hits."""
     if real[0] is None:
         return None
@@ -94,11 +95,13 @@ def score_rise(real: list[int | None]) -> int | None:
 
 def _hit_score(dream: list[int | None], real: list[int | None]) -> bool:
     """The dreamed score rises within one frame of the real score's rise (`score_rise`), above the score before
-    the hit. The window's first 3 frames are the real history, so only dreamed frames (index >= 3) count."""
+    the hit. The window's first 3 frames are the real history, so the real rise must be in the dreamed frames
+    (index >= 3): one already in the history would let a dream that only keeps the score pass (such states are
+    left out of the figure, `_event_probe`)."""
     j = score_rise(real)
-    if j is None:
+    if j is None or j < 3:
         return False
-    return any(x is not None and x > real[0] for x in dream[max(j - 1, 3) : j + 2])  # type: ignore[operator]
+    return any(x is not None and x > real[0] for x in dream[j - 1 : j + 2])  # type: ignore[operator]
 
 
 def _passes(kind: str, ev: dict[str, np.ndarray], k: int) -> bool:
@@ -140,14 +143,16 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
         win = np.concatenate([real[i, :3], np.where(sane[i][:, None, None, None], dreamed[i], 0)])
         ok_dream.append(_passes(kind, event_steps(win), ks[i]))
         ok_real.append(_passes(kind, real_event_steps(src, rows[i]), ks[i]))
-        if kind == "hit":
-            real_scores = _scores(real[i])
+        real_scores = _scores(real[i]) if kind == "hit" else []
+        if kind == "hit" and (score_rise(real_scores) or 0) >= 3:  # the real score rises in the dreamed frames
             score_dream.append(_hit_score(_scores(win), real_scores))
-            score_real.append(score_rise(real_scores) is not None)
+            score_real.append(_hit_score(real_scores, real_scores))
     out = {f"{kind}_rate": float(np.mean(ok_dream)), f"{kind}_real_rate": float(np.mean(ok_real)),
            f"{kind}_states": len(states)}
     if kind == "hit":
-        out.update(hit_score_rate=float(np.mean(score_dream)), hit_score_real_rate=float(np.mean(score_real)))
+        out.update(hit_score_rate=float(np.mean(score_dream)) if score_dream else None,
+                   hit_score_real_rate=float(np.mean(score_real)) if score_real else None,
+                   hit_score_states=len(score_dream))
     return out
 
 

@@ -2,9 +2,10 @@
 
 Training keeps the checkpoint with the lowest val loss by default, but the loss is dominated by the static
 board: a checkpoint can lower it while the ball stops launching or the lives stop counting down. The play
-score is what a player would notice, from the probes of `neuroplay eval` (issue 15's gates, argmax): the mean
-of the rates below, each in [0, 1], over those the check measured. `neuroplay train wm --select play` keeps
-the checkpoint that scores best on it (training/wm.py); `neuroplay eval` prints it beside its parts.
+score is what a player would notice, from the probes of `neuroplay eval` (issue 15's gates; with eval's
+`--decode`, argmax in training's check): the mean of the rates below, each in [0, 1], over those measured.
+`neuroplay train wm --select play` keeps the checkpoint that scores best on it (training/wm.py); `neuroplay
+eval` prints it beside its parts.
 """
 
 from __future__ import annotations

@@ -154,6 +154,9 @@ def _response(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, An
 
 def _fire(ctx: tuple, cands: np.ndarray, n: int, steps: int) -> dict[str, Any]:
     data, src = ctx[1], ctx[2]
+    # The recorded game goes on for `steps` frames: a state in the tail of a game that is ending (its last ball
+    # lost) is no serve to ask for (the real game, replayed, never serves there).
+    cands = cands[cands[:, 1] + steps <= data.episode_lengths[cands[:, 0]]]
 
     def check(c: np.ndarray) -> np.ndarray:
         objs = src.real_objects(data.rows(c, np.arange(-3, 1)))  # (len(c) * 4) readings
