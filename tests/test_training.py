@@ -239,3 +239,19 @@ def test_select_play_keeps_the_checkpoint_that_plays_best(tmp_path: Path, tiny_r
     assert kept["step"] != min(rows, key=lambda r: r["val_loss"])["step"]  # here the two rules disagree
     with pytest.raises(ValueError, match="--select"):
         train_wm(wm_cfg(tmp_path / "bad", tiny_run, select="fun"))
+
+
+def test_resume_under_the_other_select_rule_restarts_the_best(tmp_path: Path, tiny_run: Path) -> None:
+    """A loss and a play score are not comparable: resuming a --select play run with --select loss must not
+    compare the val loss with the old 1 - play score (it would never win), so the next check is kept."""
+    import json
+    import shutil
+
+    data = tmp_path / "tokens.npz"
+    shutil.copy(tiny_run / "atari_tokens_hires.npz", data)
+    run = tmp_path / "r"
+    train_wm(wm_cfg(run, tiny_run, data=[str(data)], steps=2, eval_every=1, select="play", play_states=2))
+    assert json.loads((run / "wm" / "config.json").read_text())["step"] in (1, 2)
+    train_wm(wm_cfg(run, tiny_run, data=[str(data)], steps=3, eval_every=1, select="loss", resume=True))
+    kept = json.loads((run / "wm" / "config.json").read_text())
+    assert kept["step"] == 3 and "play_score" not in kept["metrics"]
