@@ -30,7 +30,6 @@ import torch
 from neuroplay.envs.breakout import (
     BOUNCE,
     LOST,
-    TrackerPolicy,
     ball_positions,
     ball_xy,
     bricks,
@@ -43,7 +42,7 @@ from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.frames import FIRE, NOOP, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr
 from neuroplay.evaluation.probes import dream_batch, dream_frames, scan_states
-from neuroplay.evaluation.realgame import Replay, tracker_flight
+from neuroplay.evaluation.realgame import Replay, primed_trackers, tracker_flight
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
 
 LEAD = 3
@@ -172,10 +171,8 @@ def _flight(ctx: tuple, states: np.ndarray, steps: int) -> dict[str, Any]:
         rec.append(f5)
         lasts.append(last5)
         dec = TokenDecoder(decode, seed * 1_000_003 + i, src.device)
-        players = [TrackerPolicy(noise=0.0, seed=seed + i + j) for j in range(len(s))]  # per state, not per batch slot
+        players = primed_trackers(seed + i + np.arange(len(s)), src.real_uint8(rows - 1))  # per state, not slot
         last = src.real_uint8(rows)
-        for p, f0 in zip(players, src.real_uint8(rows - 1)):
-            p.act(f0)  # the tracker has seen the ball move before the dream starts
         frame, prev = last, dreamer.last
         for _ in range(steps):
             a = torch.tensor([p.act(f) for p, f in zip(players, frame)], device=src.device)

@@ -95,15 +95,23 @@ def fire_delays(replay: Replay, states: np.ndarray, steps: int) -> tuple[np.ndar
     return out[0], out[1]
 
 
+def primed_trackers(seeds: np.ndarray, prev: np.ndarray) -> list[TrackerPolicy]:
+    """The flight probe's players, one per state, in the dream and in the real game alike: a noiseless tracker
+    seeded per state (`seeds` (n,)) that has seen the frame before the state (`prev` (n, 84, 64, 3)), so it
+    knows which way the ball moves before its first action."""
+    players = [TrackerPolicy(noise=0.0, seed=int(sd)) for sd in seeds]
+    for p, f in zip(players, prev):
+        p.act(f)
+    return players
+
+
 def tracker_flight(replay: Replay, states: np.ndarray, steps: int, seeds: np.ndarray, first: np.ndarray,
                    prev: np.ndarray) -> np.ndarray:
     """The real game from each state played by the tracker for `steps` steps, seeded and primed as the flight
     probe's dream tracker (`seeds` (n,); `prev` the frames before the states, `first` the states' frames):
     (n, steps) bool, a ball visible."""
     seen = np.zeros((len(states), steps), bool)
-    for i, (e, t) in enumerate(states):
-        player = TrackerPolicy(noise=0.0, seed=int(seeds[i]))
-        player.act(prev[i])
+    for i, ((e, t), player) in enumerate(zip(states, primed_trackers(seeds, prev))):
         frame = first[i]
         env = replay.at(int(e), int(t))
         for j in range(steps):
