@@ -210,10 +210,7 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
     vq, vq_info = load_checkpoint(vq_dir, "vqvae", device)
     data, samples = frozen_samples(cfg.data, "canary", "val", Path(cfg.run_dir) / "play_indices.json",
                                    val_fraction=cfg.val_fraction, seed=cfg.split_seed)
-    for path, meta in zip(cfg.data, data.metas):
-        if meta.get("vq_checkpoint_hash") not in (None, vq_info.get("weights_sha256")):
-            raise ValueError(f"{path}: tokens come from another VQ-VAE than {vq_dir}: --select play would score "
-                             "dreams it cannot see (give the --vq-checkpoint that made them)")
+    data.check_tokens_of(cfg.data, vq_info.get("weights_sha256"), vq_dir)  # else it would score noise
 
     def check(model: torch.nn.Module) -> dict[str, float]:
         m = play_check(vq, model, data, samples, states=cfg.play_states, seed=cfg.split_seed, device=device)

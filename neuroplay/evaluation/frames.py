@@ -6,6 +6,7 @@ from a state's real context.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,16 @@ class EvalData:
         self.metas = [p.meta for p in self.parts]
         self.sources: list[FrameSource] = []
         """`FrameSource.of`'s sources of this data, one per VQ and device."""
+        self.replay: Any = None
+        """`realgame.Replay.of`'s emulator states of this data (made on first use)."""
+
+    def check_tokens_of(self, paths: list[str], vq_sha: str | None, vq_dir: str | Path) -> None:
+        """Token files must come from this VQ-VAE (weights hash `vq_sha`, in `vq_dir`): decoded with another, every
+        frame the metrics and probes read would be noise. One clear line naming the file otherwise."""
+        for p, meta in zip(paths, self.metas):
+            if self.kind == "tokens" and meta.get("vq_checkpoint_hash") not in (None, vq_sha):
+                raise DatasetError(f"{p}: tokens come from another VQ-VAE than {vq_dir}; evaluate the pixel file "
+                                   "or re-tokenize")
 
     @property
     def n_rows(self) -> int:

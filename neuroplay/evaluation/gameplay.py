@@ -92,14 +92,13 @@ def score_rise(real: list[int | None]) -> int | None:
     return next((j for j, x in enumerate(real) if x is not None and x > real[0]), None)
 
 
-def _hit_score(dream: list[int | None], real: list[int | None]) -> bool:
+def _hit_score(dream: list[int | None], real: list[int | None]) -> bool | None:
     """The dreamed score rises within one frame of the real score's rise (`score_rise`), above the score before
-    the hit. The window's first 3 frames are the real history, so the real rise must be in the dreamed frames
-    (index >= 3): one already in the history would let a dream that only keeps the score pass (such states are
-    left out of the figure, `_event_probe`)."""
+    the hit; None (the hit is left out of the figure) when the real score never rises or already rose in the
+    window's first 3 frames, the real history: there a dream that only keeps the score would pass."""
     j = score_rise(real)
     if j is None or j < 3:
-        return False
+        return None
     return any(x is not None and x > real[0] for x in dream[j - 1 : j + 2])  # type: ignore[operator]
 
 
@@ -142,10 +141,12 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
         win = np.concatenate([real[i, :3], np.where(sane[i][:, None, None, None], dreamed[i], 0)])
         ok_dream.append(_passes(kind, event_steps(win), ks[i]))
         ok_real.append(_passes(kind, real_event_steps(src, rows[i]), ks[i]))
-        real_scores = _scores(real[i]) if kind == "hit" else []
-        if kind == "hit" and (score_rise(real_scores) or 0) >= 3:  # the real score rises in the dreamed frames
-            score_dream.append(_hit_score(_scores(win), real_scores))
-            score_real.append(_hit_score(real_scores, real_scores))
+        if kind == "hit":
+            real_scores = _scores(real[i])
+            got = _hit_score(_scores(win), real_scores)
+            if got is not None:  # the real score rises in the dreamed frames
+                score_dream.append(got)
+                score_real.append(bool(_hit_score(real_scores, real_scores)))
     out = {f"{kind}_rate": float(np.mean(ok_dream)), f"{kind}_real_rate": float(np.mean(ok_real)),
            f"{kind}_states": len(states)}
     if kind == "hit":

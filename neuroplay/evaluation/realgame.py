@@ -40,11 +40,9 @@ class Replay:
 
     @classmethod
     def of(cls, data: EvalData) -> Replay:
-        rep = getattr(data, "_replay", None)
-        if rep is None:
-            rep = cls(data)
-            data._replay = rep  # type: ignore[attr-defined]
-        return rep
+        if data.replay is None:
+            data.replay = cls(data)
+        return data.replay
 
     def _episode(self, e: int) -> list[Any] | None:
         if e in self._states:

@@ -141,10 +141,7 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
         wm = wm.to(torch.bfloat16)
     data = load_data(cfg.data)
     vq_sha = info["vqvae"].get("weights_sha256")
-    for p, meta in zip(cfg.data, data.metas):
-        if data.kind == "tokens" and meta.get("vq_checkpoint_hash") not in (None, vq_sha):
-            raise DatasetError(f"{p}: tokens come from another VQ-VAE than {Path(cfg.checkpoint) / 'vqvae'}; "
-                               "evaluate the pixel file or re-tokenize")
+    data.check_tokens_of(cfg.data, vq_sha, Path(cfg.checkpoint) / "vqvae")
     ipath = default_indices_path(cfg)
     idx, written = load_or_create(ipath, cfg.data, data.metas, data.episode_lengths, data.actions_at, cfg.split,
                                   cfg.val_fraction, cfg.seed)
@@ -173,9 +170,10 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     t2 = time.perf_counter()
     for dec in (decode, ARGMAX) if decode != ARGMAX else (decode,):
         probes = run_probes(vq, wm, data, samples, response_states=sizes[0], fire_states=sizes[1],
-                            ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec)
+                            ball_states=sizes[2], seed=cfg.seed, batch_size=cfg.batch_size, device=device, decode=dec,
+                            real_game=dec is decode)
         tag = "_argmax" if dec is not decode else ""
-        metrics.update({k + tag: v for k, v in probes.items() if not (tag and "_real_" in k)})  # real: once
+        metrics.update({k + tag: v for k, v in probes.items()})
     t_behaviour = time.perf_counter()
     metrics.update(gameplay_probes(vq, wm, data, samples, states=n_game, seed=cfg.seed, batch_size=cfg.batch_size,
                                    device=device, decode=decode))
