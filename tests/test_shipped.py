@@ -28,7 +28,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data, out = tmp / "play.npz", tmp / "eval.json"
     play_episodes(4, 400, seed=100, noise=0.3).save(data)
     rc = main(["eval", "--data", str(data), "--checkpoint", str(DEFAULT_CHECKPOINT), "--split", "all",
-               "--tier", "canary", "--indices", str(tmp / "indices.json"), "--limit", "96",
+               "--tier", "canary", "--indices", str(tmp / "indices.json"), "--limit", "256",
                "--rollout-samples", "24", "--response-states", "8", "--fire-states", "6", "--ball-states", "4",
                "--gameplay-states", "6", "--endless-steps", "200", "--device", "cpu", "--no-progress-bar",
                "--json", str(out)])

@@ -18,10 +18,20 @@ import numpy as np
 from neuroplay.envs.digit_templates import DIGIT_CELLS, DIGIT_ROWS, DIGIT_W, templates
 
 PLAY_COLS = slice(2, 60)
-"""Columns inside the side walls (the right wall's red foot at 60-61 is left out)."""
+"""Columns inside the side walls where the paddle is read (the right wall's red foot at 61-63 is left out)."""
+BALL_COLS = slice(2, 61)
+"""Columns where the ball is read: against the right wall the ball blends into column 60, which the wall's grey
+leaves neutral above the paddle rows (held-out play: nothing but the ball is ever red there)."""
 BALL_ROWS = (slice(12, 22), slice(38, 75))
 """Rows where a red blob can only be the ball (above and below the brick wall; the paddle starts at 75)."""
 BRICK_ROWS = slice(22, 38)
+GAP_COLS = slice(4, 60)
+"""Columns of the brick wall where a ball is looked for in a gap. The side walls are coloured in the brick rows,
+and column 3 is a fifth left wall: where the first brick broke, the shipped dream draws it at chroma 40-53, which
+read as a ball in 250 of 2,000 endless-dream frames (a ball there touches the wall anyway)."""
+GAP_PEAK = 50
+"""Chroma a ball in a gap of the wall must reach somewhere: the dream leaves dim stubs of broken bricks (40-50)
+that a player does not take for a ball; it costs real gap balls 1 reading in 200 (`RealEnv.lone_ball` truth)."""
 PADDLE_ROWS = slice(75, 79)
 MIN_RED = 18
 """Red minus green above which a pixel counts as ball/paddle red (the blend with black keeps the ratio)."""
@@ -64,9 +74,13 @@ _TOP = BALL_ROWS[0].start
 """First row any red object can be in; detection works on rows _TOP..PADDLE_ROWS.stop only."""
 _BALL_REGION = np.zeros((PADDLE_ROWS.stop - _TOP, 64), bool)
 for _rows in BALL_ROWS:
-    _BALL_REGION[_rows.start - _TOP : _rows.stop - _TOP, PLAY_COLS] = True
+    _BALL_REGION[_rows.start - _TOP : _rows.stop - _TOP, BALL_COLS] = True
 _PADDLE_REGION = np.zeros_like(_BALL_REGION)
 _PADDLE_REGION[PADDLE_ROWS.start - _TOP :, PLAY_COLS] = True
+_FREE_REGION = _BALL_REGION | _PADDLE_REGION
+"""Where a ball is looked for once the paddle's own pixels are taken out: a ball beside the paddle, or passing
+it on the way out, is a red blob of its own in the paddle rows."""
+_EVERYWHERE = np.ones_like(_BALL_REGION)
 
 
 def _blobs(red: np.ndarray, region: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -83,25 +97,79 @@ def detect(frame: np.ndarray, max_ball_pixels: int = 12) -> Objects:
 
     Both are blobs of red pixels (over `MIN_RED`) that touch a clearly red one (over `MIN_PEAK`): what a player
     sees, without the faint haze a decoder can leave. The paddle is the largest blob in the paddle rows, its x
-    the mean of its columns. A ball is a blob of 1..`max_ball_pixels` pixels outside the brick rows;
-    anything bigger is not a ball (a decoded frame full of red smear does not count as "ball visible"); with
-    several, the brightest is the ball and `n_balls` says how many there were.
+    the mean of its columns. A ball is a blob of 1..`max_ball_pixels` pixels anywhere but on the paddle and the
+    standing bricks: above and below the wall, against either side wall, beside the paddle in its rows (there
+    narrower than a paddle), and, in its row's colour, in a gap of the wall (`_gap_pixels`). Anything bigger is
+    not a ball (a decoded frame full of red smear does not count as "ball visible"); with several, the
+    brightest is the ball and `n_balls` says how many there were. Against the emulator's RAM this reads 99.7%
+    of the balls that stand alone on the screen (`tests/test_objects.py`); a ball that touches the paddle or a
+    brick is part of it, for the detector as for the eye.
     """
+    paddle_x, n_pad, small, blobs, salience = _read(frame, max_ball_pixels)
+    if not small:
+        return Objects(paddle_x, None, None, int(sum(len(b[0]) for b in blobs)), 0, n_pad)
+    y, x = max(small, key=lambda b: int(salience[b].max()))
+    return Objects(paddle_x, float(x.mean()), float((y + _TOP).mean()), len(y), len(small), n_pad)
+
+
+def ball_mask(frame: np.ndarray, max_ball_pixels: int = 12) -> np.ndarray:
+    """(84, 64) bool: the pixels of every ball `detect` sees (tests erase them to make a ball-less frame)."""
+    out = np.zeros(frame.shape[:2], bool)
+    for y, x in _read(frame, max_ball_pixels)[2]:
+        out[y + _TOP, x] = True
+    return out
+
+
+Blob = tuple[np.ndarray, np.ndarray]
+
+
+def _read(frame: np.ndarray, max_ball_pixels: int) -> tuple[float | None, int, list[Blob], list[Blob], np.ndarray]:
+    """`detect`'s work: (paddle x, paddle-wide blobs, ball blobs, all candidate blobs, salience), blobs in the
+    crop's coordinates (rows from `_TOP`)."""
     f = frame[_TOP : PADDLE_ROWS.stop].astype(np.int16)  # (67, 64, 3): the rows objects can be in
     excess = f[..., 0] - np.maximum(f[..., 1], f[..., 2])
     core = (excess >= MIN_PEAK).view(np.uint8)
     # A pixel of an object: red, and next to a clearly red one (an object's faint blended edge stays, haze goes).
     red = (excess > MIN_RED) & cv2.dilate(core, np.ones((3, 3), np.uint8)).astype(bool)
     pads = _blobs(red, _PADDLE_REGION)
-    paddle_x = float(np.unique(max(pads, key=lambda b: len(b[0]))[1]).mean()) if pads else None
+    paddle = max(pads, key=lambda b: len(b[0])) if pads else None
+    paddle_x = float(np.unique(paddle[1]).mean()) if paddle is not None else None
     n_pad = sum(len(np.unique(b[1])) >= PADDLE_MIN_WIDTH for b in pads)
-    blobs = _blobs(red, _BALL_REGION)
-    # A ball blob needs a clearly red pixel of its own: a paddle's faint edge cut off by the row limit is none.
-    small = [b for b in blobs if len(b[0]) <= max_ball_pixels and excess[b].max() >= MIN_PEAK]
-    if not small:
-        return Objects(paddle_x, None, None, int(sum(len(b[0]) for b in blobs)), 0, n_pad)
-    y, x = max(small, key=lambda b: int(excess[b].max()))
-    return Objects(paddle_x, float(x.mean()), float((y + _TOP).mean()), len(y), len(small), n_pad)
+    free = red & _FREE_REGION
+    if paddle is not None:
+        free[paddle] = False
+    gap, gap_chroma = _gap_pixels(frame)
+    # How clearly each pixel is the ball: red excess outside the wall, chroma in the wall's gaps.
+    salience = np.where(gap, gap_chroma, excess)
+    blobs = _blobs(free | gap, _EVERYWHERE)
+    # A ball blob needs a clear pixel of its own (a paddle's faint edge cut off by the row limit has none), and
+    # in the paddle rows it must be narrower than a paddle (a second paddle is no ball).
+    low = PADDLE_ROWS.start - _TOP
+    small = [b for b in blobs if len(b[0]) <= max_ball_pixels and salience[b].max() >= MIN_PEAK
+             and (b[0].max() < low or len(np.unique(b[1])) < PADDLE_MIN_WIDTH)]
+    return paddle_x, n_pad, small, blobs, salience
+
+
+def _gap_pixels(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the ball may be inside the brick wall, on the detector's crop (rows `_TOP`..), and the chroma of
+    every pixel there. Inside the wall the ball takes its row's colour, so it is told apart as a player tells
+    it: coloured pixels (chroma over `MIN_RED`, next to one over `GAP_PEAK`) clear of every brick's pixels
+    (`standing_pixels`), brighter than any brick pixel they touch (a brick's blurred edge fades out of it)."""
+    w = frame[BRICK_ROWS, GAP_COLS].astype(np.int16)  # (16, 57, 3)
+    wall = np.zeros((BRICK_ROWS.stop - BRICK_ROWS.start, 64), np.int16)  # (16, 64): chroma in the wall's rows
+    wall[:, GAP_COLS] = w.max(-1) - w.min(-1)
+    standing = standing_pixels(frame)
+    chroma = np.zeros((PADDLE_ROWS.stop - _TOP, 64), np.int16)  # (67, 64): the detector's crop
+    if not (wall[~standing] >= GAP_PEAK).any():  # nothing clearly coloured off the bricks: most frames
+        return chroma > 0, chroma
+    rows = slice(BRICK_ROWS.start - _TOP, BRICK_ROWS.stop - _TOP)
+    chroma[rows] = np.where(standing, 0, wall)
+    brick = np.zeros(chroma.shape, np.float32)
+    brick[rows] = np.where(standing, wall, 0)
+    kernel = np.ones((3, 3), np.uint8)
+    clear = chroma > cv2.dilate(brick, kernel)  # brighter than every brick pixel it touches
+    near = cv2.dilate((clear & (chroma >= GAP_PEAK)).view(np.uint8), kernel).astype(bool)
+    return (chroma > MIN_RED) & near, chroma
 
 
 BRICK_ROW_Y = (24, 26, 28, 31, 33, 36)
@@ -117,6 +185,38 @@ def bricks(frame: np.ndarray) -> np.ndarray:
     """(6, 18) bool: which bricks stand, read at each brick's centre pixel."""
     f = frame[np.ix_(BRICK_ROW_Y, BRICK_COL_X)].astype(np.int16)  # (6, 18, 3)
     return (f.max(-1) - f.min(-1)) > MIN_CHROMA
+
+
+def _span(lo: float, hi: float, n: int) -> np.ndarray:
+    """(n,) bool: the pixels that the interval [lo, hi) of frame coordinates touches."""
+    m = np.zeros(n, bool)
+    m[int(np.floor(lo)) : int(np.ceil(hi))] = True
+    return m
+
+
+_SLOT_ROWS = np.stack([_span(22.8 + 2.4 * i, 25.2 + 2.4 * i, 84)[BRICK_ROWS] for i in range(6)]).astype(np.float32)
+"""(6, 16): the rows of `BRICK_ROWS` each brick row touches (ALE rows 57 + 6i .. 62 + 6i, times 84/210), blended
+edges included."""
+_SLOT_COLS = np.stack([_span(3.2 + 3.2 * k, 6.4 + 3.2 * k, 64) for k in range(18)]).astype(np.float32)
+"""(18, 64): the columns each brick of a row touches (ALE columns 8 + 8k .. 15 + 8k, times 64/160)."""
+_SLOT_FULL = np.stack([_span(np.ceil(3.2 + 3.2 * k), np.floor(6.4 + 3.2 * k), 64)
+                       for k in range(18)]).astype(np.float32)
+"""(18, 64): the 2-3 columns each brick covers whole (no blend with its neighbours)."""
+DIM_CHROMA = 30
+"""Chroma over which a pixel is visibly coloured, if dimly: over a decoder's haze on black (19-30)."""
+
+
+def standing_pixels(frame: np.ndarray) -> np.ndarray:
+    """(16, 64) bool over `BRICK_ROWS`: the pixels a brick touches, blended edges included, where the ball
+    cannot be told apart.
+
+    A brick counts here if two of its whole columns are visibly coloured at its centre row (`DIM_CHROMA`), not by
+    its centre pixel (`bricks`): a ball passing through the gap of a broken brick lights one column and must not
+    make a brick that hides it, while a dim brick-wide smudge a decoder leaves where a brick broke is no ball."""
+    f = frame[list(BRICK_ROW_Y)].astype(np.int16)  # (6, 64, 3): the centre row of each brick row
+    lit = ((f.max(-1) - f.min(-1)) > DIM_CHROMA).astype(np.float32)  # (6, 64)
+    solid = (lit @ _SLOT_FULL.T >= 2).astype(np.float32)  # (6, 18): whole columns lit per brick
+    return (_SLOT_ROWS.T @ (solid @ _SLOT_COLS)) > 0  # (16, 6) @ (6, 64) -> (16, 64)
 
 
 def bricks_per_row(frame: np.ndarray) -> np.ndarray:

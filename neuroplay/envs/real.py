@@ -107,6 +107,25 @@ class RealEnv:
         return EnvStep(self.frame, float(reward), bool(done),
                        {"lives": self.lives, "t": self.t, "game_over": over, "truncated": done and not over})
 
+    def lone_ball(self) -> tuple[float, float] | None:
+        """Where a player sees the ball now, from the emulator itself, in frame pixels (x, y) of the 84x64
+        observation: the blob of colour at the RAM's ball position on the two pooled full-resolution screens,
+        if it stands alone; None when the ball is out of play or touches a brick, the paddle or a wall. The
+        detector's reference (tests/test_objects.py, benchmarks/detector_recall.py)."""
+        ram = self.ram
+        y, x = int(ram[101]) + 11, int(ram[99]) - 48  # the ball's screen position, fitted on open-field frames
+        if ram[101] == 0 or not (0 <= y < 210 and 0 <= x < 160):
+            return None
+        s = np.maximum(self._pool[0], self._pool[1]).astype(np.int16)  # (210, 160, 3): what `frame` pools
+        n, labels = cv2.connectedComponents(((s.max(-1) - s.min(-1)) > 40).view(np.uint8), connectivity=8)
+        ks = set(labels[max(y - 3, 0) : y + 5, max(x - 2, 0) : x + 4].ravel().tolist()) - {0}
+        if len(ks) != 1:
+            return None
+        ys, xs = np.nonzero(labels == ks.pop())
+        if xs.max() - xs.min() > 6 or ys.max() - ys.min() > 12:  # part of a brick, the paddle or a wall
+            return None
+        return float((xs.mean() + 0.5) * FRAME_W / 160), float((ys.mean() + 0.5) * FRAME_H / 210)
+
     def bookmark(self) -> tuple[Any, int]:
         """The emulator state and step count alone (about 8 KB; `clone_state` also holds two raw screens)."""
         return self.ale.cloneState(), self.t
