@@ -297,6 +297,10 @@ class Session:
             if self.branching:
                 self.branch_t += 1
                 return
+            if self.mode == "dream" and d.info.get("game_over"):  # its last ball is lost: as the real game does
+                self.say("game over in the dream, new game")
+                self.restart()
+                return
             dream_tokens = d.info["tokens"]
         if self.real is None:
             return

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from neuroplay.envs.breakout import BRICK_COL_X, BRICK_ROW_Y, PADDLE_ROWS, bricks, detect
+from neuroplay.envs.breakout import BRICK_COL_X, BRICK_ROW_Y, PADDLE_ROWS, GameOverWatch, TrackerPolicy, bricks, detect
+from neuroplay.envs.dream import DreamEnv
 from neuroplay.envs.real import RealEnv
 from neuroplay.evaluation.endless import ENDLESS_GATES, autopilot, endless, figures, stable_runs
 
@@ -76,3 +79,58 @@ def test_endless_runs_in_the_dream_beside_the_real_game(tiny_run: Path) -> None:
     assert out["endless_frames"] == out["endless_real_frames"] == 21
     assert out["endless_real_paddle_visible"] == 1.0
     assert set(out["endless_gates"]) == set(ENDLESS_GATES)
+
+
+def _game_to_the_end(seed: int) -> np.ndarray:
+    """The frames of one real game that a clumsy tracker plays until ALE says it is over."""
+    env, pol = RealEnv(seed=seed), TrackerPolicy(noise=0.4, seed=seed)
+    frames = [env.reset()]
+    while True:
+        s = env.step(pol.act(frames[-1]))
+        frames.append(s.frame)
+        if s.done:
+            assert s.info["game_over"] and env.lives == 0
+            return np.stack(frames)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_game_over_is_read_off_the_screen_when_the_real_game_ends(seed: int) -> None:
+    """Through four lost balls and their serve waits the watch says nothing; it calls the game over when the
+    last ball is gone, at most 2 frames after ALE does (the screen then holds, as a dream's does)."""
+    frames = _game_to_the_end(seed)
+    watch = GameOverWatch()
+    calls = [watch.update(f) for f in frames]
+    assert not any(calls[:-1])
+    assert calls[-1] or watch.update(frames[-1]) or watch.update(frames[-1])
+
+
+class _ReplayEngine:
+    """A stand-in for `DreamEngine` that 'dreams' a recorded real game, whatever the actions: what `DreamEnv`
+    makes of the frames is under test here, not a model."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames, self.i, self.device = frames, 0, "cpu"
+        self.last_tokens = torch.zeros(336, dtype=torch.uint8)
+
+    def reset(self, frames: np.ndarray, actions=None, seed: int = 0) -> np.ndarray:
+        return frames[-1]
+
+    def step(self, action: int) -> SimpleNamespace:
+        frame = self.frames[min(self.i, len(self.frames) - 1)]
+        self.i += 1
+        return SimpleNamespace(frame=frame, tokens=np.zeros(336, np.uint8), timings_ms={"total": 0.0},
+                               changed_tokens=0)
+
+
+def test_a_dream_game_ends_when_its_last_ball_is_lost() -> None:
+    """`DreamEnv` ends its game as the real one ends (`done`, info "game_over"), so the autopilot starts a new
+    game instead of waiting for a serve that never comes after the last ball."""
+    frames = _game_to_the_end(0)
+    env = DreamEnv(_ReplayEngine(frames[4:]))  # type: ignore[arg-type]
+    env.reset(frames[:4])
+    steps = [env.step(0) for _ in range(len(frames) - 4 + 2)]
+    over = [s.info["game_over"] for s in steps]
+    end = len(frames) - 5  # the step that shows the real game's last frame
+    assert not any(over[:end]) and any(over[end : end + 3])
+    first = over.index(True)
+    assert steps[first].done and not steps[first].info["truncated"]

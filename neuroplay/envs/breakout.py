@@ -362,6 +362,43 @@ MAX_LIVES = 5
 """Breakout's lives digit shows 1..5; other readings (8 or no digit) are the max-pool blend of two digits."""
 
 
+GAME_OVER_GONE = 6
+"""Frames without a ball, after the last ball was seen low, at which the game is over: ALE ends it 4-6 frames
+after that last sighting (6 tracker games), when the lives digit would otherwise count down."""
+
+
+class GameOverWatch:
+    """Tells from the screen alone that a game of Breakout is over, as the real game ends it: the last ball
+    (the lives digit read 1 when it was last seen) was seen low, and has been gone `GAME_OVER_GONE` frames.
+
+    The dream has no emulator to say so. Without this, a dream that lost its last ball waited for a serve that
+    never comes (the data hold no frames after a game over): the ball stayed out for good, in play and in the
+    endless probe alike. Fed every frame in order; `update` says whether the game is over now."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lives: int | None = None
+        """The last lives digit read (1..`MAX_LIVES`; blends and garbled cells leave it as it was)."""
+        self.last_ball_lost_low = False
+        """When the ball was last seen: low on the screen, with the lives digit reading 1."""
+        self.gone = 0
+        """Frames since the ball was last seen."""
+
+    def update(self, frame: np.ndarray) -> bool:
+        d = read_digit(frame, 3)
+        if d is not None and 1 <= d <= MAX_LIVES:
+            self.lives = d
+        obj = detect(frame)
+        if obj.ball_visible and obj.ball_y is not None:
+            self.gone = 0
+            self.last_ball_lost_low = self.lives == 1 and obj.ball_y >= LOW_Y
+            return False
+        self.gone += 1
+        return self.last_ball_lost_low and self.gone >= GAME_OVER_GONE
+
+
 def ball_positions(frames: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """(M, 2) float32 ball centre (x, y) of each frame by `detect`, NaN where no ball is visible.
 

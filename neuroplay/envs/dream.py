@@ -4,7 +4,8 @@ IRIS's `WorldModelEnv` pattern: `reset` is given (or fetches) a few *real* frame
 history, and from then on every frame is the model's own argmax/sampled tokens decoded by the VQ-VAE.
 The game UI, the autopilot and the tests treat a `DreamEnv` and a `RealEnv` the same way; the dream's
 `info` adds what only it has (model timings, the token-change drift signal, the tokens themselves).
-The model predicts no reward and no game over, so `reward` is 0 and `done` only marks `max_steps`.
+The model predicts no reward and no game over, so `reward` is 0, and `done` marks `max_steps` or the game over
+that the screen shows (`GameOverWatch`: the last ball lost, as the real game ends).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from neuroplay.engine import DreamEngine
+from neuroplay.envs.breakout import GameOverWatch
 from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
 from neuroplay.models.decoding import DecodeConfig
 
@@ -44,6 +46,8 @@ class DreamEnv:
         self.seed = seed
         self.max_steps = max_steps
         self.t = 0
+        self.watch = GameOverWatch()
+        """Ends the dreamed game as the real one ends: its last ball lost (`EnvStep.done`, info "game_over")."""
         self.frame: np.ndarray | None = None
         self.tokens: np.ndarray | None = None
         """(336,) uint8 tokens of the current frame (what the model will condition on next)."""
@@ -77,6 +81,9 @@ class DreamEnv:
             assert self.engine.last_tokens is not None
             self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
         self.t = 0
+        self.watch.reset()
+        for f in (frames if tokens is None else self.decode(np.asarray(tokens)[-HISTORY:])):
+            self.watch.update(np.asarray(f))  # the history's ball and lives, so a game that ends now ends
         return self.frame
 
     def prepare(self) -> float:
@@ -91,10 +98,11 @@ class DreamEnv:
         s = self.engine.step(int(action))
         self.frame, self.tokens = s.frame, s.tokens
         self.t += 1
-        done = self.t >= self.max_steps
+        over = self.watch.update(s.frame)
+        done = over or self.t >= self.max_steps
         return EnvStep(s.frame, 0.0, done, {"t": self.t, "timings_ms": s.timings_ms,
                                              "changed_tokens": s.changed_tokens, "tokens": s.tokens,
-                                             "truncated": done})
+                                             "game_over": over, "truncated": done and not over})
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Real frames (T, 84, 64, 3) -> (T, 336) uint8 tokens of this dream's VQ-VAE."""
