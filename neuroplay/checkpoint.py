@@ -166,6 +166,13 @@ def load_checkpoint(
     return model.to(device).eval(), info
 
 
+def tokens_identity(vq_info: dict[str, Any]) -> tuple[str, ...]:
+    """The hashes a VQ-VAE's tokens answer to: its own weights', and, for a decoder fine-tuned with the codes kept
+    (`train vqvae --decoder-only`), those of the VQ-VAE whose codes it kept (`tokens_of`). World models and token
+    files name one of them."""
+    return tuple(h for h in (vq_info.get("weights_sha256"), vq_info.get("tokens_of")) if h)
+
+
 def load_pair(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[VQVAE, TemporalWorldModel, dict[str, Any]]:
@@ -178,6 +185,6 @@ def load_pair(
             f"{d}: world model vocab {wm.cfg.n_vocab} != VQ-VAE codebook {vq.cfg.n_embeddings}"
         )
     want = wm_info.get("vq_sha256")
-    if want and want != vq_info.get("weights_sha256"):
+    if want and want not in tokens_identity(vq_info):
         raise CheckpointError(f"{d / 'wm'}: was trained on tokens of another VQ-VAE than {d / 'vqvae'}")
     return vq, wm, {"vqvae": vq_info, "wm": wm_info}  # type: ignore[return-value]

@@ -274,3 +274,40 @@ def test_train_vqvae_scores_objects_and_keeps_the_best(tmp_path, breakout_file) 
     assert all("val_ball_recall" in r and "val_vq_score" in r and "val_digits_agree" in r for r in evals)
     kept = read_info(best)["metrics"]
     assert kept["vq_score"] == max(r["val_vq_score"] for r in evals)
+
+
+def test_decoder_only_training_keeps_the_tokens_and_the_pair(tmp_path, breakout_file) -> None:
+    """`train vqvae --init DIR --decoder-only` trains the decoder alone: the encoder and codebook stay bit for bit,
+    so the tokens of every frame are the same, and a world model (or token file) of the first VQ-VAE still pairs
+    with the new one (`tokens_of`); a VQ-VAE trained in full does not."""
+    from neuroplay.checkpoint import load_checkpoint, load_pair, read_info, save_checkpoint
+    from neuroplay.config import get_preset
+    from neuroplay.data.episodes import DatasetError, Episodes
+    from neuroplay.models.world_model import TemporalWorldModel
+    from training.vqvae import VQTrainConfig, train_vqvae
+
+    common = dict(data=[str(breakout_file)], preset="tiny", batch_size=8, val_frames=32, eval_every=10,
+                  device="cpu", progress_bar=False)
+    first = train_vqvae(VQTrainConfig(**common, run_dir=str(tmp_path / "a"), steps=10))
+    with pytest.raises(DatasetError, match="--decoder-only"):
+        train_vqvae(VQTrainConfig(**common, run_dir=str(tmp_path / "x"), steps=2, decoder_only=True))
+    tuned = train_vqvae(VQTrainConfig(**common, run_dir=str(tmp_path / "b"), steps=10, init=str(first),
+                                      decoder_only=True, lr=1e-2))
+    full = train_vqvae(VQTrainConfig(**common, run_dir=str(tmp_path / "c"), steps=10, init=str(first)))
+    a, b = load_checkpoint(first, "vqvae")[0], load_checkpoint(tuned, "vqvae")[0]
+    frames = torch.from_numpy(np.asarray(Episodes.load(breakout_file).frames[:64]))
+    assert torch.equal(a.encode(frames), b.encode(frames))
+    assert not torch.equal(a.decode(a.encode(frames)), b.decode(b.encode(frames)))  # the decoder did move
+    assert read_info(tuned)["tokens_of"] == read_info(first)["weights_sha256"] and "tokens_of" not in read_info(full)
+    wm_cfg = get_preset("tiny").wm
+    for vq_dir, pairs in ((tuned, True), (full, False)):
+        pair = tmp_path / f"pair_{vq_dir.parent.name}"
+        kept = {k: v for k, v in read_info(vq_dir).items() if k == "tokens_of"}
+        save_checkpoint(pair / "vqvae", load_checkpoint(vq_dir, "vqvae")[0], "tiny", kept)
+        trained_on = {"vq_sha256": read_info(first)["weights_sha256"]}  # a world model of the first one's tokens
+        save_checkpoint(pair / "wm", TemporalWorldModel(wm_cfg), "tiny", trained_on)
+        if pairs:
+            load_pair(pair)
+        else:
+            with pytest.raises(Exception, match="another VQ-VAE"):
+                load_pair(pair)

@@ -8,8 +8,9 @@ frame kept the ball in 55% of frames against 2% for plain MSE. The `objects` los
     sum(w * se) / sum(w)  +  worst_weight * mean(top worst_frac of se, per frame)
 
 with se the per-pixel squared error (channel mean) and w = 1 + fg_weight * [pixel differs from the batch
-median] + red_weight * [pixel near a ball/paddle-red pixel outside the brick rows (the detector's red mask,
-dilated by 1)]. The second term, like Delta-IRIS's, charges the few worst pixels of every frame, which is
+median] + red_weight * [pixel near a ball/paddle-red pixel outside the brick rows (the detector's red mask),
+or near a ball the detector reads anywhere (`ball_mask`: in a gap of the wall the ball takes its row's colour),
+dilated by 1]. The second term, like Delta-IRIS's, charges the few worst pixels of every frame, which is
 where a vanished ball shows up.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroplay.envs.breakout import BRICK_ROWS, red_mask
+from neuroplay.envs.breakout import BRICK_ROWS, ball_mask, red_mask
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ReconLoss:
     fg_weight: float = 20.0
     """Extra weight on pixels that differ from the batch's median frame (what moves or varies)."""
     red_weight: float = 20.0
-    """Extra weight on the ball and paddle (red pixels outside the brick rows, dilated by 1 px)."""
+    """Extra weight on the ball and paddle (red pixels outside the brick rows and every ball, dilated by 1 px)."""
     worst_frac: float = 0.002
     """Share of each frame's pixels in the worst-pixel term (0.002: the 11 worst of 5,376)."""
     worst_weight: float = 1.0
@@ -48,8 +49,10 @@ def pixel_weights(frames_uint8: torch.Tensor, x: torch.Tensor, cfg: ReconLoss) -
     """(B, 1, 84, 64) weights for uint8 frames (B, 84, 64, 3) and their [-1, 1] tensor x (B, 3, 84, 64)."""
     med = x.median(0).values  # (3, 84, 64): the static background of this batch
     fg = ((x - med).abs().amax(1, keepdim=True) > FG_THRESHOLD).float()  # (B, 1, 84, 64)
-    red = red_mask(frames_uint8.cpu().numpy())  # (B, 84, 64) bool, the detector's own test
-    red[:, BRICK_ROWS] = False
+    frames = frames_uint8.cpu().numpy()
+    red = red_mask(frames)  # (B, 84, 64) bool, the detector's own test
+    red[:, BRICK_ROWS] = False  # the red bricks are no ball ...
+    red |= np.stack([ball_mask(f) for f in frames])  # ... but a ball in a gap of the wall, in its row's colour, is
     red_t = torch.from_numpy(np.ascontiguousarray(red)).to(x.device, torch.float32)[:, None]  # (B, 1, 84, 64)
     red_t = F.max_pool2d(red_t, 3, stride=1, padding=1)
     return 1.0 + cfg.fg_weight * fg + cfg.red_weight * red_t

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroplay.checkpoint import save_checkpoint
+from neuroplay.checkpoint import read_info, save_checkpoint
 from neuroplay.config import get_preset
 from neuroplay.data.datasets import split_episodes
-from neuroplay.data.episodes import Episodes
+from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
 from neuroplay.evaluation.objects import ObjectTally, gates, vq_score
 from neuroplay.models.vqvae import VQVAE, to_uint8_image
@@ -33,6 +33,7 @@ from training.common import (
     check_finite,
     image_grid,
     load_resume,
+    load_weights,
     lr_at,
     progress,
     save_resume,
@@ -100,6 +101,11 @@ class VQTrainConfig:
     """Steps between TensorBoard image grids."""
     resume: bool = False
     """Continue the run in run_dir from its last checkpoint."""
+    init: str = ""
+    """Start from this VQ-VAE checkpoint folder's weights (a new run: step 0, fresh optimizer)."""
+    decoder_only: bool = False
+    """With --init: train the decoder alone. The encoder and codebook stay bit for bit, so the tokens, and every
+    world model and token file made from them, stay valid (the checkpoint says so: `tokens_of`)."""
     progress_bar: bool = True
     """Show a progress bar."""
 
@@ -134,20 +140,34 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     vq_cfg = replace(preset.vq, n_embeddings=cfg.codes) if cfg.codes > 0 else preset.vq
     model = VQVAE(vq_cfg).to(device)
-    model.quantizer.auto_reset = cfg.reseed == "random"
+    model.quantizer.auto_reset = cfg.reseed == "random" and not cfg.decoder_only
+    info: dict[str, Any] = {"data": [str(p) for p in cfg.data], "stage": "vqvae"}
+    if cfg.decoder_only and not cfg.init:
+        raise DatasetError("--decoder-only: needs --init, the VQ-VAE whose codes to keep")
+    if cfg.init:
+        load_weights(Path(cfg.init), model, "--init")
+        init_info = read_info(cfg.init)
+        info["init"] = str(cfg.init)
+        if cfg.decoder_only:  # the tokens are the init's, and so are the token files and world models made of them
+            info["tokens_of"] = init_info.get("tokens_of") or init_info.get("weights_sha256")
+    frozen = [*model.encoder.parameters(), *model.quantizer.parameters()] if cfg.decoder_only else []
+    for p in frozen:
+        p.requires_grad_(False)
     loss_cfg = ReconLoss(cfg.recon, cfg.fg_weight, cfg.red_weight, cfg.worst_frac, cfg.worst_weight)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.decoder.parameters() if cfg.decoder_only else model.parameters(), lr=cfg.lr)
     last_dir, best_dir = run / "last" / "vqvae", run / "vqvae"
     step, best = 0, None
     if cfg.resume:
         step, best, _ = load_resume(last_dir, model, opt)
-    info = {"data": [str(p) for p in cfg.data], "stage": "vqvae"}
     log = RunLogger(run, "vqvae")
     bar = progress(cfg.steps, step, "vqvae", cfg.progress_bar)
     t0, seen = time.time(), 0
     try:
         while step < cfg.steps:
             model.train()
+            if cfg.decoder_only:  # no codebook EMA, no dead-code resets: the codes must not move
+                model.encoder.eval()
+                model.quantizer.eval()
             seed_step(cfg.seed, step)
             g = step_generator(cfg.seed, step)
             idx = torch.randint(0, len(train_rows), (cfg.batch_size,), generator=g).numpy()
@@ -165,7 +185,7 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
             opt.step()
             step += 1
             q = model.quantizer
-            if not q.auto_reset and int(q.n_batches) % vq_cfg.dead_code_every == 0:
+            if not cfg.decoder_only and not q.auto_reset and int(q.n_batches) % vq_cfg.dead_code_every == 0:
                 flat = out.latents.detach().float().permute(0, 2, 3, 1)  # (B, h, w, D)
                 flat = flat.reshape(-1, vq_cfg.latent_channels)  # (B*h*w, D), the quantizer's row order
                 q.reset_dead_codes(flat, latent_error(se, out.latents.shape[-2:]))

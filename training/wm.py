@@ -210,7 +210,7 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
     vq, vq_info = load_checkpoint(vq_dir, "vqvae", device)
     data, samples = frozen_samples(cfg.data, "canary", "val", Path(cfg.run_dir) / "play_indices.json",
                                    val_fraction=cfg.val_fraction, seed=cfg.split_seed)
-    data.check_tokens_of(cfg.data, vq_info.get("weights_sha256"), vq_dir)  # else it would score noise
+    data.check_tokens_of(cfg.data, vq_info, vq_dir)  # else it would score noise
 
     def check(model: torch.nn.Module) -> dict[str, float]:
         m = play_check(vq, model, data, samples, states=cfg.play_states, seed=cfg.split_seed, device=device)

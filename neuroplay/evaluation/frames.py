@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuroplay.checkpoint import tokens_identity
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import Objects, bricks, detect, lives_shown
 from neuroplay.evaluation.dreamer import Dreamers, context_frames
@@ -46,11 +47,13 @@ class EvalData:
         self.replay: Any = None
         """`realgame.Replay.of`'s emulator states of this data (made on first use)."""
 
-    def check_tokens_of(self, paths: list[str], vq_sha: str | None, vq_dir: str | Path) -> None:
-        """Token files must come from this VQ-VAE (weights hash `vq_sha`, in `vq_dir`): decoded with another, every
-        frame the metrics and probes read would be noise. One clear line naming the file otherwise."""
+    def check_tokens_of(self, paths: list[str], vq_info: dict[str, Any], vq_dir: str | Path) -> None:
+        """Token files must come from this VQ-VAE (`vq_info`, its config, in `vq_dir`; a decoder fine-tuned with
+        the codes kept counts, `tokens_identity`): decoded with another, every frame the metrics and probes read
+        would be noise. One clear line naming the file otherwise."""
+        ok = (None, *tokens_identity(vq_info))
         for p, meta in zip(paths, self.metas):
-            if self.kind == "tokens" and meta.get("vq_checkpoint_hash") not in (None, vq_sha):
+            if self.kind == "tokens" and meta.get("vq_checkpoint_hash") not in ok:
                 raise DatasetError(f"{p}: tokens come from another VQ-VAE than {vq_dir}; evaluate the pixel file "
                                    "or re-tokenize")
 

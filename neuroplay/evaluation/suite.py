@@ -140,8 +140,7 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.dtype == "bf16":
         wm = wm.to(torch.bfloat16)
     data = load_data(cfg.data)
-    vq_sha = info["vqvae"].get("weights_sha256")
-    data.check_tokens_of(cfg.data, vq_sha, Path(cfg.checkpoint) / "vqvae")
+    data.check_tokens_of(cfg.data, info["vqvae"], Path(cfg.checkpoint) / "vqvae")
     ipath = default_indices_path(cfg)
     idx, written = load_or_create(ipath, cfg.data, data.metas, data.episode_lengths, data.actions_at, cfg.split,
                                   cfg.val_fraction, cfg.seed)
@@ -186,7 +185,8 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         "neuroplay_version": __version__, "tier": cfg.tier, "split": cfg.split, "device": str(device),
         "metrics": metrics, "beats_copy_last": beats_copy_last(metrics),
-        "checkpoint": {"dir": str(cfg.checkpoint), "preset": info["wm"].get("preset"), "vqvae_sha256": vq_sha,
+        "checkpoint": {"dir": str(cfg.checkpoint), "preset": info["wm"].get("preset"),
+                       "vqvae_sha256": info["vqvae"].get("weights_sha256"),
                        "wm_sha256": info["wm"].get("weights_sha256"), "wm_step": info["wm"].get("step")},
         "data": [{k: r[k] for k in ("path", "sha256", "origins")} for r in idx.current],
         "indices": {"path": str(ipath), "written": written, "n_samples": int(len(samples))},
