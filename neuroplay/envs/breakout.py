@@ -101,7 +101,7 @@ def detect(frame: np.ndarray, max_ball_pixels: int = 12) -> Objects:
     standing bricks: above and below the wall, against either side wall, beside the paddle in its rows (there
     narrower than a paddle), and, in its row's colour, in a gap of the wall (`_gap_pixels`). Anything bigger is
     not a ball (a decoded frame full of red smear does not count as "ball visible"); with several, the
-    brightest is the ball and `n_balls` says how many there were. Against the emulator's RAM this reads 99.7%
+    brightest is the ball and `n_balls` says how many there were. Against the emulator's RAM this reads 99.5%
     of the balls that stand alone on the screen (`tests/test_objects.py`); a ball that touches the paddle or a
     brick is part of it, for the detector as for the eye.
     """
