@@ -297,6 +297,8 @@ def test_decoder_only_training_keeps_the_tokens_and_the_pair(tmp_path, breakout_
     a, b = load_checkpoint(first, "vqvae")[0], load_checkpoint(tuned, "vqvae")[0]
     frames = torch.from_numpy(np.asarray(Episodes.load(breakout_file).frames[:64]))
     assert torch.equal(a.encode(frames), b.encode(frames))
+    kept = {k: v for k, v in b.state_dict().items() if not k.startswith("decoder.")}  # encoder, codebook, EMA
+    assert kept and all(torch.equal(v, a.state_dict()[k]) for k, v in kept.items())
     assert not torch.equal(a.decode(a.encode(frames)), b.decode(b.encode(frames)))  # the decoder did move
     assert read_info(tuned)["tokens_of"] == read_info(first)["weights_sha256"] and "tokens_of" not in read_info(full)
     wm_cfg = get_preset("tiny").wm

@@ -144,6 +144,15 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
     info: dict[str, Any] = {"data": [str(p) for p in cfg.data], "stage": "vqvae"}
     if cfg.decoder_only and not cfg.init:
         raise DatasetError("--decoder-only: needs --init, the VQ-VAE whose codes to keep")
+    last_dir, best_dir = run / "last" / "vqvae", run / "vqvae"
+    if cfg.init and Path(cfg.init).resolve() == best_dir.resolve():
+        raise DatasetError(f"--init {cfg.init}: is this run's own best folder, which training overwrites; "
+                           "copy it first")
+    if cfg.resume and (last_dir / "config.json").exists():
+        was = bool(read_info(last_dir).get("train_config", {}).get("decoder_only", False))
+        if was != cfg.decoder_only:
+            raise DatasetError(f"{last_dir}: --resume: that run was {'' if was else 'not '}--decoder-only; "
+                               "resume it with the same flags")
     if cfg.init:
         load_weights(Path(cfg.init), model, "--init")
         init_info = read_info(cfg.init)
@@ -155,7 +164,6 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
         p.requires_grad_(False)
     loss_cfg = ReconLoss(cfg.recon, cfg.fg_weight, cfg.red_weight, cfg.worst_frac, cfg.worst_weight)
     opt = torch.optim.Adam(model.decoder.parameters() if cfg.decoder_only else model.parameters(), lr=cfg.lr)
-    last_dir, best_dir = run / "last" / "vqvae", run / "vqvae"
     step, best = 0, None
     if cfg.resume:
         step, best, _ = load_resume(last_dir, model, opt)

@@ -26,9 +26,9 @@ BALL_ROWS = (slice(12, 22), slice(38, 75))
 """Rows where a red blob can only be the ball (above and below the brick wall; the paddle starts at 75)."""
 BRICK_ROWS = slice(22, 38)
 GAP_COLS = slice(4, 60)
-"""Columns of the brick wall where a ball is looked for in a gap. The side walls are coloured in the brick rows,
-and column 3 is a fifth left wall: where the first brick broke, the shipped dream draws it at chroma 40-53, which
-read as a ball in 250 of 2,000 endless-dream frames (a ball there touches the wall anyway)."""
+"""Columns of the brick wall where a ball is looked for in a gap: inside the walls, and not column 3, which the
+first brick shares with the left wall. Where that brick broke, the shipped dream draws column 3 at chroma 40-53,
+which read as a ball in 250 of 2,000 endless-dream frames."""
 GAP_PEAK = 50
 """Chroma a ball in a gap of the wall must reach somewhere: the dream leaves dim stubs of broken bricks (40-50)
 that a player does not take for a ball; it costs real gap balls 1 reading in 200 (`RealEnv.lone_ball` truth)."""
@@ -56,7 +56,8 @@ class Objects:
     ball_y: float | None
     ball_pixels: int
     n_balls: int = 0
-    """Separate ball-sized red blobs outside the wall (a frame of the real game never shows two)."""
+    """Separate ball-sized blobs (`detect`'s ball candidates: red outside the wall and beside the paddle, coloured
+    in the wall's gaps); a frame of the real game never shows two."""
     n_paddles: int = 0
     """Separate paddle-wide red blobs (`PADDLE_MIN_WIDTH`) in the paddle rows (the real game: 0 or 1)."""
 
@@ -124,8 +125,8 @@ Blob = tuple[np.ndarray, np.ndarray]
 
 
 def _read(frame: np.ndarray, max_ball_pixels: int) -> tuple[float | None, int, list[Blob], list[Blob], np.ndarray]:
-    """`detect`'s work: (paddle x, paddle-wide blobs, ball blobs, all candidate blobs, salience), blobs in the
-    crop's coordinates (rows from `_TOP`)."""
+    """`detect`'s work: (paddle x, number of paddle-wide blobs, ball blobs, all candidate blobs, salience), blobs
+    in the crop's coordinates (rows from `_TOP`)."""
     f = frame[_TOP : PADDLE_ROWS.stop].astype(np.int16)  # (67, 64, 3): the rows objects can be in
     excess = f[..., 0] - np.maximum(f[..., 1], f[..., 2])
     core = (excess >= MIN_PEAK).view(np.uint8)
@@ -362,14 +363,15 @@ MAX_LIVES = 5
 """Breakout's lives digit shows 1..5; other readings (8 or no digit) are the max-pool blend of two digits."""
 
 
-GAME_OVER_GONE = 6
-"""Frames without a ball, after the last ball was seen low, at which the game is over: ALE ends it 4-6 frames
-after that last sighting (6 tracker games), when the lives digit would otherwise count down."""
+GAME_OVER_GONE = 7
+"""Frames without a ball, after the last ball was seen low, at which the game is over: ALE ends it 2-7 frames
+after that last sighting (16 tracker games), when the lives digit would otherwise count down. The longest, so
+the dream never ends a game the real one would still be playing."""
 
 
 class GameOverWatch:
     """Tells from the screen alone that a game of Breakout is over, as the real game ends it: the last ball
-    (the lives digit read 1 when it was last seen) was seen low, and has been gone `GAME_OVER_GONE` frames.
+    (served while the lives digit read 1) was seen low, and has been gone `GAME_OVER_GONE` frames.
 
     The dream has no emulator to say so. Without this, a dream that lost its last ball waited for a serve that
     never comes (the data hold no frames after a game over): the ball stayed out for good, in play and in the
@@ -381,19 +383,26 @@ class GameOverWatch:
     def reset(self) -> None:
         self.lives: int | None = None
         """The last lives digit read (1..`MAX_LIVES`; blends and garbled cells leave it as it was)."""
+        self.last_ball_served = False
+        """A ball was seen high on the screen since the digit came to read 1: the last ball is in play. A stray
+        low blob while the last serve is awaited does not end the game."""
         self.last_ball_lost_low = False
-        """When the ball was last seen: low on the screen, with the lives digit reading 1."""
+        """When the ball was last seen: low on the screen, and the last ball."""
         self.gone = 0
         """Frames since the ball was last seen."""
 
     def update(self, frame: np.ndarray) -> bool:
         d = read_digit(frame, 3)
         if d is not None and 1 <= d <= MAX_LIVES:
+            if d != 1:
+                self.last_ball_served = False
             self.lives = d
         obj = detect(frame)
         if obj.ball_visible and obj.ball_y is not None:
             self.gone = 0
-            self.last_ball_lost_low = self.lives == 1 and obj.ball_y >= LOW_Y
+            low = obj.ball_y >= LOW_Y
+            self.last_ball_served |= self.lives == 1 and not low
+            self.last_ball_lost_low = self.last_ball_served and low
             return False
         self.gone += 1
         return self.last_ball_lost_low and self.gone >= GAME_OVER_GONE

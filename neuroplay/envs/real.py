@@ -110,8 +110,9 @@ class RealEnv:
     def lone_ball(self) -> tuple[float, float] | None:
         """Where a player sees the ball now, from the emulator itself, in frame pixels (x, y) of the 84x64
         observation: the blob of colour at the RAM's ball position on the two pooled full-resolution screens,
-        if it stands alone; None when the ball is out of play or touches a brick, the paddle or a wall. The
-        detector's reference (tests/test_objects.py, benchmarks/detector_recall.py)."""
+        if it stands alone; None when the ball is out of play or touches a brick, the paddle or a wall's coloured
+        foot (the grey walls have no chroma, so a ball beside them stands alone). The detector's reference
+        (tests/test_objects.py, benchmarks/detector_recall.py)."""
         ram = self.ram
         y, x = int(ram[101]) + 11, int(ram[99]) - 48  # the ball's screen position, fitted on open-field frames
         if ram[101] == 0 or not (0 <= y < 210 and 0 <= x < 160):

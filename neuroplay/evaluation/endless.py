@@ -6,8 +6,8 @@ the dreamed pixels as it reads the real ones) and scores every frame with the ga
 
 - `paddle_visible`: share of frames showing a paddle;
 - `two_balls`, `two_paddles`: frames showing more than one (the real game never does);
-- `ball_in_play`: share of frames showing a ball (the detector misses it only where it touches a brick or the
-  paddle);
+- `ball_in_play`: share of frames showing a ball (the detector misses it where it touches a brick or the
+  paddle, in the wall's gaps at the side walls, and dimmer than `GAP_PEAK` there);
 - `bricks_broken`: brick slots that stood and then stayed empty (3 frames each way, so a ball crossing a slot
   is neither);
 - `brick_rises`: times a slot came back after being empty (the wall only grows back on a new level or game),
