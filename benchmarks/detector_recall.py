@@ -39,7 +39,7 @@ REGIONS = {
 
 
 def play(steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames (N, 84, 64, 3), lone-ball truth (N, 2) (NaN: none) and the RAM's ball (N, 2) of real play."""
+    """Frames (N, 84, 64, 3), lone-ball truth (N, 2) and the RAM's ball (N, 2) of real play (NaN: none)."""
     frames, truth, ram = [], [], []
     total = sum(p[2] for p in PLAYERS)
     for k, (cls, arg, share) in enumerate(PLAYERS):
@@ -52,7 +52,7 @@ def play(steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             frames.append(frame)
             ball = env.lone_ball()
             truth.append(ball if ball is not None else (np.nan, np.nan))
-            ram.append(env.ram[[99, 101]].astype(float))
+            ram.append(env.ram_ball() or (np.nan, np.nan))
             if s.done:
                 frame = env.reset()
                 pol.reset()
@@ -64,9 +64,8 @@ def score(read: list, truth: np.ndarray, ram: np.ndarray) -> dict[str, object]:
     r = np.array([(o.ball_x, o.ball_y) if o.ball_visible else (np.nan, np.nan) for o in read], float)
     seen = ~np.isnan(truth[:, 0])
     hit = seen & (np.hypot(*(r - truth).T) < 2)
-    ram_xy = (ram + [-49, 9]) * [64 / 160, 84 / 210]  # the RAM's ball in frame pixels (fitted)
     got = ~np.isnan(r[:, 0])
-    off = got & ((ram[:, 1] == 0) | (np.hypot(*(r - ram_xy).T) >= 3))
+    off = got & (np.isnan(ram[:, 0]) | (np.hypot(*(r - ram).T) >= 3))
     out: dict[str, object] = {}
     for name, where in REGIONS.items():
         m = seen & where(truth[:, 0], truth[:, 1])

@@ -173,6 +173,12 @@ def tokens_identity(vq_info: dict[str, Any]) -> tuple[str, ...]:
     return tuple(h for h in (vq_info.get("weights_sha256"), vq_info.get("tokens_of")) if h)
 
 
+def tokens_root(vq_info: dict[str, Any]) -> str:
+    """The one hash a VQ-VAE's tokens are named by in what is made from them (token files, decoder-only stages):
+    the VQ-VAE it kept the codes of, else its own weights'."""
+    return str(vq_info.get("tokens_of") or vq_info["weights_sha256"])
+
+
 def load_pair(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[VQVAE, TemporalWorldModel, dict[str, Any]]:

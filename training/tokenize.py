@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuroplay.checkpoint import load_checkpoint
+from neuroplay.checkpoint import load_checkpoint, tokens_root
 from neuroplay.data.episodes import Episodes, file_hash
 from neuroplay.device import resolve_device
 from neuroplay.envs.breakout import EVENT_BITS, frame_events
@@ -61,9 +61,7 @@ def tokenize(cfg: TokenizeConfig) -> Path:
         eps = Episodes.load(p, mmap=True)
         tokens = encode_frames(vq, eps.frames, device, cfg.batch_size)
         events = frame_events(eps.frames, eps.rewards, eps.episode_lengths)
-        # the hash the tokens answer to: a decoder-only VQ-VAE's tokens are those of the one it kept them from
-        root = info.get("tokens_of") or info["weights_sha256"]
-        meta = {**eps.meta, "vq_checkpoint_hash": root, "source_data_hash": file_hash(p)}
+        meta = {**eps.meta, "vq_checkpoint_hash": tokens_root(info), "source_data_hash": file_hash(p)}
         parts.append(replace(eps, frames=None, tokens=tokens, meta=meta, events=events))
     out = Path(cfg.out) if cfg.out else run / TOKENS_FILE
     merged = Episodes.concat(parts)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroplay.checkpoint import read_info, save_checkpoint
+from neuroplay.checkpoint import read_info, save_checkpoint, tokens_root
 from neuroplay.config import get_preset
 from neuroplay.data.datasets import split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
@@ -155,10 +155,9 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
                                "resume it with the same flags")
     if cfg.init:
         load_weights(Path(cfg.init), model, "--init")
-        init_info = read_info(cfg.init)
         info["init"] = str(cfg.init)
         if cfg.decoder_only:  # the tokens are the init's, and so are the token files and world models made of them
-            info["tokens_of"] = init_info.get("tokens_of") or init_info.get("weights_sha256")
+            info["tokens_of"] = tokens_root(read_info(cfg.init))
     frozen = [*model.encoder.parameters(), *model.quantizer.parameters()] if cfg.decoder_only else []
     for p in frozen:
         p.requires_grad_(False)

@@ -15,7 +15,6 @@ Per-token hybrid importance weights (`training/importance.py`) weight every CE.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from neuroplay.checkpoint import load_checkpoint, save_checkpoint
+from neuroplay.checkpoint import load_checkpoint, read_info, save_checkpoint
 from neuroplay.config import get_preset
 from neuroplay.device import resolve_device
 from neuroplay.models.world_model import TemporalWorldModel
@@ -253,7 +252,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     step, best, spent = 0, None, 0.0
     if cfg.resume:
         step, best, spent = load_resume(last_dir, model, opt)
-        was = json.loads((last_dir / "config.json").read_text()).get("train_config", {}).get("select", "loss")
+        was = read_info(last_dir).get("train_config", {}).get("select", "loss")
         if was != cfg.select and best is not None:  # a loss and a play score are not comparable
             print(f"wm: --select {cfg.select} (the run kept by {was}): the best so far starts again at the next check")
             best = None
