@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroplay.envs.breakout import BOUNCE, LAUNCH, LOST, frame_events
+from neuroplay.envs.events import BOUNCE, LAUNCH, LOST, frame_events
 from neuroplay.evaluation.endless import figures
 from neuroplay.session import open_session
 

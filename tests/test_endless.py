@@ -12,16 +12,16 @@ import torch
 from neuroplay.envs.breakout import (
     BRICK_COL_X,
     BRICK_ROW_Y,
-    GAME_OVER_GONE,
     PADDLE_ROWS,
-    GameOverWatch,
     TrackerPolicy,
     ball_mask,
     bricks,
     detect,
     read_digit,
 )
+from neuroplay.envs.digit_templates import DIGIT_CELLS, DIGIT_ROWS
 from neuroplay.envs.dream import DreamEnv
+from neuroplay.envs.events import GAME_OVER_GONE, GameOverWatch
 from neuroplay.envs.real import RealEnv
 from neuroplay.evaluation.endless import ENDLESS_GATES, autopilot, endless, figures, stable_runs
 
@@ -38,6 +38,7 @@ def test_real_game_is_a_clean_game(real_play: tuple[np.ndarray, np.ndarray]) -> 
     assert f["lives_rises"] == f["score_drops"] == 0
     assert f["ball_in_play"] > 0.6
     assert f["bricks_broken"] >= 3  # the tracker plays: bricks fall within 400 steps
+    assert f["board_readable"] >= 0.97  # ALE blends a changing digit for a frame, no more
 
 
 def test_each_broken_dream_fails_its_figure(real_play: tuple[np.ndarray, np.ndarray]) -> None:
@@ -63,6 +64,10 @@ def test_each_broken_dream_fails_its_figure(real_play: tuple[np.ndarray, np.ndar
         flicker[t0 : t0 + 6, BRICK_ROW_Y[r], BRICK_COL_X[c]] = lit
     f = figures(flicker, games)
     assert f["brick_rises"] >= 4 and f["brick_rise_slots"] == 1
+
+    garbled = frames.copy()  # the lives digit stops halfway through a countdown: its left half is wiped
+    garbled[200:, DIGIT_ROWS, DIGIT_CELLS[3] : DIGIT_CELLS[3] + 2] = 0
+    assert figures(garbled, games)["board_readable"] < 0.6
 
     frozen = np.repeat(frames[:1], len(frames), 0)  # a dream that never moves
     f = figures(frozen)

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from neuroplay.data.episodes import DatasetError, Episodes
-from neuroplay.envs.breakout import BOUNCE, HIT, LAUNCH, LOST, TrackerPolicy, detect, frame_events
+from neuroplay.envs.breakout import TrackerPolicy, detect
+from neuroplay.envs.events import BOUNCE, HIT, LAUNCH, LOST, frame_events
 
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
 
@@ -172,6 +173,12 @@ def _draw_share(s, kind: str, n_batches: int = 8, b: int = 500) -> float:
     return s.drawn_stats()["event_share"]
 
 
+def _lost_share(s, n_batches: int = 8, b: int = 500) -> float:
+    for step in range(n_batches):
+        s.rollout_batch(b, 5, torch.Generator().manual_seed(step))
+    return s.drawn_stats()["lost_share"]
+
+
 def test_sampler_draws_event_windows_by_weight(tiny_run: Path) -> None:
     from training.wm_data import TokenSampler
 
@@ -191,6 +198,15 @@ def test_sampler_draws_event_windows_by_weight(tiny_run: Path) -> None:
         assert share > p + 0.1 and abs(share - expect) < 0.04
         val = heavy._starts("val", span)
         assert val.event is None and bool((val.weights == 1).all())  # val stays uniform
+    # lost balls on top: windows with a LOST in the targets get 1 + event_weight + lost_weight (they are events)
+    lost = np.array([(eps.events[r + 1 : r + 6] & LOST).any() for r in flat._starts("train", 5).rows])
+    q = float(lost.mean())
+    assert 0 < q < p  # 6 episodes of 150 steps lose a few balls
+    both = TokenSampler(eps, 0.1, 0, 1.0, event_weight=4.0, lost_weight=100.0)
+    assert np.array_equal(both._starts("train", 5).lost, lost)
+    expect = 105 * q / (105 * q + 5 * (p - q) + (1 - p))
+    share = _lost_share(both)
+    assert share > 5 * q and abs(share - expect) < 0.04
     none = TokenSampler(eps.replace(events=None), 0.1, 0, 1.0, event_weight=4.0)
     none.rollout_batch(8, 5, torch.Generator().manual_seed(0))
     assert none.drawn_stats() == {}

@@ -58,7 +58,10 @@ def test_the_ball_flies_bounces_and_breaks_bricks(shipped: dict) -> None:
 
 
 def test_a_lost_ball_vanishes_and_the_lives_digit_counts_down(shipped: dict) -> None:
-    assert shipped["lost_states"] >= 2 and shipped["lost_rate"] >= 0.5
+    m = shipped
+    assert m["lost_states"] >= 2 and m["lost_rate"] >= 0.5
+    assert min(m["lost_gone_rate"], m["lost_lives_down_rate"]) >= m["lost_rate"]  # both halves of each pass
+    assert m["lost_digit_readable"] >= 0.5
 
 
 def test_an_autopilot_dream_stays_one_game(shipped: dict) -> None:

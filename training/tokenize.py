@@ -17,7 +17,7 @@ import torch
 from neuroplay.checkpoint import load_checkpoint, tokens_root
 from neuroplay.data.episodes import Episodes, file_hash
 from neuroplay.device import resolve_device
-from neuroplay.envs.breakout import EVENT_BITS, frame_events
+from neuroplay.envs.events import EVENT_BITS, frame_events
 
 TOKENS_FILE = "atari_tokens_hires.npz"
 

@@ -95,6 +95,8 @@ class WMTrainConfig:
     """Sampling weight of human episodes."""
     event_weight: float = 4.0
     """Train windows with an event (launch, bounce, hit, lost ball) in their targets are drawn 1+this as often."""
+    lost_weight: float = 0.0
+    """Train windows with a lost ball (gone low, or the lives digit counting down) are drawn this much more on top."""
     val_fraction: float = 0.1
     """Share of episodes held out (episode-based, seeded)."""
     val_samples: int = 500
@@ -230,7 +232,8 @@ def train_wm(cfg: WMTrainConfig) -> Path:
         device = torch.device("cuda", dist_info.local_rank)
     preset = get_preset(cfg.preset)
     run = Path(cfg.run_dir)
-    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight, cfg.event_weight)
+    data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight, cfg.event_weight,
+                                   cfg.lost_weight)
     vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
     vq = load_checkpoint(vq_dir, "vqvae")[0] if (vq_dir / "config.json").exists() else None
     if vq is not None:

@@ -6,8 +6,9 @@ seeded per step so that a resumed run draws exactly the batches the uninterrupte
 cross an episode boundary; a history that reaches before an episode's first frame repeats that frame.
 Human episodes are drawn `expert_weight` times as often (SPEC.md). Where the token file has `events`
 (launch, bounce, brick hit, lost ball: a few tokens in a few percent of frames), a training window whose
-target frames hold one is drawn (1 + `event_weight`) times as often; val windows stay uniform, so the
-canary stays comparable across runs.
+target frames hold one is drawn (1 + `event_weight`) times as often, and one that holds a lost ball (the ball
+gone low, or the lives digit counting down: the rarest event, and the one the dream fails most) another
+`lost_weight` times on top; val windows stay uniform, so the canary stays comparable across runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from neuroplay.data.datasets import history_rows, split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.envs.events import LOST
 
 
 @dataclass
@@ -31,13 +33,15 @@ class _Starts:
     weights: torch.Tensor
     event: np.ndarray | None = None
     """Per start: an event in the window's target frames (train split of a file with events only)."""
+    lost: np.ndarray | None = None
+    """Per start: a lost ball (`LOST`) in the window's target frames (as `event`)."""
 
 
 class TokenSampler:
     """Token episodes split into train/val, with batch makers for each kind of world-model batch."""
 
     def __init__(self, eps: Episodes, val_fraction: float, seed: int, expert_weight: float,
-                 event_weight: float = 0.0) -> None:
+                 event_weight: float = 0.0, lost_weight: float = 0.0) -> None:
         if eps.tokens is None:
             raise DatasetError("world-model training needs token files (run `neuroplay train tokenize`)")
         self.eps = eps
@@ -45,21 +49,21 @@ class TokenSampler:
         self.train_e, self.val_e = split_episodes(eps.n_episodes, val_fraction, seed)
         if len(self.val_e) == 0:
             self.val_e = self.train_e
-        self.expert_weight, self.event_weight = expert_weight, event_weight
-        self.events = None if eps.events is None else np.asarray(eps.events) > 0  # (M,) bool
-        self._drawn = [0, 0]  # train windows drawn, of which with an event (since `drawn_stats`)
-        if event_weight > 0 and self.events is None:
+        self.expert_weight, self.event_weight, self.lost_weight = expert_weight, event_weight, lost_weight
+        self.events = None if eps.events is None else np.asarray(eps.events)  # (M,) uint8 bitmask
+        self._drawn = [0, 0, 0]  # train windows drawn, of which with an event, with a lost ball (since `drawn_stats`)
+        if (event_weight > 0 or lost_weight > 0) and self.events is None:
             print("wm data: the token files carry no events (re-run `train tokenize`): windows are drawn uniformly")
         self.vq_sha256 = str(eps.meta.get("vq_checkpoint_hash", ""))
         self._cache: dict[tuple[str, int], _Starts] = {}
 
     @classmethod
     def from_files(cls, paths: list[str], val_fraction: float, seed: int, expert_weight: float,
-                   event_weight: float = 0.0) -> TokenSampler:
+                   event_weight: float = 0.0, lost_weight: float = 0.0) -> TokenSampler:
         if not paths:
             raise DatasetError("--data: no token file given")
         eps = Episodes.concat([Episodes.load(p) for p in paths])
-        return cls(eps, val_fraction, seed, expert_weight, event_weight)
+        return cls(eps, val_fraction, seed, expert_weight, event_weight, lost_weight)
 
     @property
     def n_train_transitions(self) -> int:
@@ -87,25 +91,33 @@ class TokenSampler:
             st = _Starts(np.concatenate(rows), np.concatenate(first), np.concatenate(trans),
                          torch.from_numpy(np.concatenate(w)))
             if split == "train" and self.events is not None:
-                c = np.concatenate([[0], np.cumsum(self.events)])  # events in targets t+1..t+span
-                st.event = c[st.rows + span + 1] > c[st.rows + 1]
-                st.weights = st.weights * torch.from_numpy(1.0 + self.event_weight * st.event)
+                st.event, st.lost = (self._in_targets(st.rows, span, self.events & bits > 0) for bits in (0xFF, LOST))
+                st.weights = st.weights * torch.from_numpy(1.0 + self.event_weight * st.event
+                                                           + self.lost_weight * st.lost)
             self._cache[key] = st
         return self._cache[key]
 
+    @staticmethod
+    def _in_targets(rows: np.ndarray, span: int, flagged: np.ndarray) -> np.ndarray:
+        """Per start row t (n,): does a flagged frame (M,) bool lie among the targets t+1..t+span?"""
+        c = np.concatenate([[0], np.cumsum(flagged)])
+        return c[rows + span + 1] > c[rows + 1]
+
     def _pick(self, starts: _Starts, b: int, g: torch.Generator) -> np.ndarray:
         i = torch.multinomial(starts.weights, b, replacement=True, generator=g).numpy()
-        if starts.event is not None:
+        if starts.event is not None and starts.lost is not None:
             self._drawn[0] += b
             self._drawn[1] += int(starts.event[i].sum())
+            self._drawn[2] += int(starts.lost[i].sum())
         return i
 
     def drawn_stats(self) -> dict[str, float]:
-        """{"event_share": share of train windows drawn since the last call with an event in the targets},
-        or {} for files without events: what event weighting did to the batches, for the scalar log."""
-        n, k = self._drawn
-        self._drawn = [0, 0]
-        return {"event_share": k / n} if n else {}
+        """{"event_share", "lost_share": shares of the train windows drawn since the last call with an event,
+        with a lost ball, in the targets}, or {} for files without events: what event weighting did to the
+        batches, for the scalar log."""
+        n, k, lost = self._drawn
+        self._drawn = [0, 0, 0]
+        return {"event_share": k / n, "lost_share": lost / n} if n else {}
 
     def _history(self, rows: np.ndarray, first: np.ndarray, w: int = 4) -> torch.Tensor:
         """Frames t-w+1..t, clamped at the episode's first frame: (B, w, 336) long."""

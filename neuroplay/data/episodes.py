@@ -8,7 +8,7 @@ Layout (README "Dataset format"):
 - `episode_lengths` (E,) int64: N_e transitions of episode e, whose N_e+1 frames start at sum_{j<e}(N_j+1)
 - `sources` (E,) unicode: random | sticky-random | tracker | human | ...
 - `meta` 0-d unicode: a JSON object (game, preprocessing, seed, version, ...)
-- `events` (sum(N_e+1),) uint8, optional: per frame, the bits of `neuroplay.envs.breakout.frame_events`
+- `events` (sum(N_e+1),) uint8, optional: per frame, the bits of `neuroplay.envs.events.frame_events`
   (launch, lost ball, brick hit, bounce); token files carry it so training can draw windows by event
 
 Files are written uncompressed so that `load(mmap=True)` can map the frames instead of reading them

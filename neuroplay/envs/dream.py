@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from neuroplay.engine import DreamEngine
-from neuroplay.envs.breakout import GameOverWatch
+from neuroplay.envs.events import GameOverWatch
 from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
 from neuroplay.models.decoding import DecodeConfig
 

@@ -15,7 +15,10 @@
   the real score, which ALE moves a frame before the brick or up to 2 after; scored where that rise falls in
   the dreamed frames); a lost ball when
   the dreamed ball vanishes within one frame of the real one and the lives digit then counts down. The same test
-  on the real frames gives the figure beside it (the detector's own ceiling).
+  on the real frames gives the figure beside it (the detector's own ceiling). The lost ball's halves are also
+  reported alone (`lost_gone_rate`, `lost_lives_down_rate`), with `lost_digit_readable`: the share of windows
+  whose last dreamed frame shows a lives digit at all. A dream that starts the countdown and stops halfway
+  leaves a blend of two digits, and keeps it.
 
 States come from the tier's samples in a seeded order (`probes.scan_states`), as the other probes'.
 """
@@ -27,17 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuroplay.envs.breakout import (
-    BOUNCE,
-    LOST,
-    ball_positions,
-    ball_xy,
-    bricks,
-    detect,
-    lives_shown,
-    read_scoreboard,
-    track_events,
-)
+from neuroplay.envs.breakout import ball_positions, ball_xy, bricks, detect, lives_shown, read_scoreboard
+from neuroplay.envs.events import BOUNCE, LOST, track_events
 from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.frames import FIRE, NOOP, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr
@@ -137,10 +131,16 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
     rows = data.rows(states, np.arange(-2, h + 1))  # (n, h + 3)
     real = src.real_uint8(rows.reshape(-1)).reshape(len(states), h + 3, 84, 64, 3)
     ok_dream, ok_real, score_dream, score_real = [], [], [], []
+    halves: list[tuple[bool, bool, bool]] = []  # lost: (gone, lives down, lives digit readable at the end)
     for i in range(len(states)):
         win = np.concatenate([real[i, :3], np.where(sane[i][:, None, None, None], dreamed[i], 0)])
-        ok_dream.append(_passes(kind, event_steps(win), ks[i]))
+        ev = event_steps(win)
+        ok_dream.append(_passes(kind, ev, ks[i]))
         ok_real.append(_passes(kind, real_event_steps(src, rows[i]), ks[i]))
+        if kind == "lost":
+            lo, hi = max(ks[i] - 1, 3), min(ks[i] + 2, len(ev["gone"]))
+            halves.append((bool(ev["gone"][lo:hi].any()), bool(ev["lives_down"].any()),
+                           bool(lives_shown(win[-1:])[0] >= 0)))
         if kind == "hit":
             real_scores = _scores(real[i])
             got = _hit_score(_scores(win), real_scores)
@@ -149,6 +149,10 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
                 score_real.append(bool(_hit_score(real_scores, real_scores)))
     out = {f"{kind}_rate": float(np.mean(ok_dream)), f"{kind}_real_rate": float(np.mean(ok_real)),
            f"{kind}_states": len(states)}
+    if kind == "lost":  # which half fails: the ball stays, or the digit does not count down (or ends garbled)
+        h = np.array(halves)
+        out.update(lost_gone_rate=float(h[:, 0].mean()), lost_lives_down_rate=float(h[:, 1].mean()),
+                   lost_digit_readable=float(h[:, 2].mean()))
     if kind == "hit":
         out.update(hit_score_rate=float(np.mean(score_dream)) if score_dream else None,
                    hit_score_real_rate=float(np.mean(score_real)) if score_real else None,
