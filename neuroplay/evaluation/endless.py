@@ -14,8 +14,8 @@ the dreamed pixels as it reads the real ones) and scores every frame with the ga
   and `brick_rise_slots`: how many slots did;
 - `lives_lost`, `lives_rises`, `score_drops`: the scoreboard, read frame to frame (a rise or a drop means a
   hidden reset, or digits the model does not keep);
-- `board_readable`: share of frames whose four digits (score and lives) all read as digits. The real game
-  blends a digit for a frame as it changes; a dream that stops a change halfway keeps the blend.
+- `score_readable`, `lives_readable`: shares of frames whose score (3 digits) and lives digit read as digits.
+  The real game blends a digit for a frame as it changes; a dream that stops a change halfway keeps the blend.
 
 The same policy, seed and step count in the real game give the reference beside every figure (`real_*`).
 The real game ends when the lives run out and starts a new game (counted in `real_games`); the dream does
@@ -136,7 +136,8 @@ def figures(frames: np.ndarray, games: np.ndarray | None = None) -> dict[str, An
         "lives_lost": lives_lost,
         "lives_rises": lives_rises,
         "score_drops": score_drops,
-        "board_readable": float(np.mean([b.score is not None and b.lives is not None for b in boards])),
+        "score_readable": float(np.mean([b.score is not None for b in boards])),
+        "lives_readable": float(np.mean([b.lives is not None for b in boards])),
         "games": int(len(np.unique(games))),
     }
 
