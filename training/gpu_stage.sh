@@ -13,7 +13,9 @@
 #   .gpu/heldout.npz  data/heldout_mix_3k.npz, compressed the same way
 # usage: OUT=dir bash training/gpu_stage.sh DEVICE MINUTES SIZES...   e.g. cuda 7 16 32 64 128
 # env: INIT (default assets/checkpoints/lite/wm), VQ (default assets/checkpoints/lite/vqvae), LR (5e-4),
-#      EVAL_EVERY (2000: a play check costs seconds), EVAL_S (the canary's time limit, 60)
+#      EVAL_EVERY (2000: a play check costs seconds), EVAL_S (the canary's time limit, 60),
+#      LOST_WEIGHT (0: windows with a lost ball are drawn 1 + event weight + this as often; 10 takes their
+#      share of the windows from 18% to 42%)
 set -u
 DEV=$1; MIN=$2; shift 2; SIZES="$*"
 INIT=${INIT:-assets/checkpoints/lite/wm}; VQ=${VQ:-assets/checkpoints/lite/vqvae}
@@ -35,7 +37,7 @@ echo "batch $B; sweep took $(( $(date +%s) - t0 )) s"
 rm -rf /tmp/run; mkdir -p /tmp/run
 timeout -s INT $(python3 -c "print(int($MIN * 60 + 120))") python3 -m neuroplay.cli train wm --data .gpu/tokens.npz \
   --preset lite2 --run-dir /tmp/run --vq-checkpoint "$VQ" --init "$INIT" --minutes "$MIN" --steps 1000000 \
-  --batch-size "$B" --lr "${LR:-5e-4}" --warmup 100 --rollout-ratio 0.25 --split-seed 0 --select play \
+  --batch-size "$B" --lr "${LR:-5e-4}" --warmup 100 --rollout-ratio 0.25 --split-seed 0 --select play --lost-weight "${LOST_WEIGHT:-0}" \
   --eval-every "${EVAL_EVERY:-2000}" --save-every 1000 --image-every 1000000000 --no-progress-bar --device "$DEV" \
   > "$OUT/train.log" 2>&1
 echo "train rc $?; $(( $(date +%s) - t0 )) s so far"; grep "wm step\|budget\|Error\|error" "$OUT/train.log" | tail -40
