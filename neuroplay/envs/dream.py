@@ -82,7 +82,12 @@ class DreamEnv:
             self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
         self.t = 0
         self.watch.reset()
-        for f in (frames if tokens is None else self.decode(np.asarray(tokens)[-HISTORY:])):
+        if tokens is None:
+            history = list(frames)
+        else:  # the last frame is decoded already; decode the rest of the window only
+            before = np.asarray(tokens)[-HISTORY:-1]
+            history = [*(self.decode(before) if len(before) else []), self.frame]
+        for f in history:
             self.watch.update(np.asarray(f))  # the history's ball and lives, so a game that ends now ends
         return self.frame
 
