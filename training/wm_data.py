@@ -91,7 +91,8 @@ class TokenSampler:
             st = _Starts(np.concatenate(rows), np.concatenate(first), np.concatenate(trans),
                          torch.from_numpy(np.concatenate(w)))
             if split == "train" and self.events is not None:
-                st.event, st.lost = (self._in_targets(st.rows, span, self.events & bits > 0) for bits in (0xFF, LOST))
+                st.event = self._in_targets(st.rows, span, self.events > 0)
+                st.lost = self._in_targets(st.rows, span, (self.events & LOST) > 0)
                 st.weights = st.weights * torch.from_numpy(1.0 + self.event_weight * st.event
                                                            + self.lost_weight * st.lost)
             self._cache[key] = st

@@ -50,7 +50,8 @@ def event_steps(frames: np.ndarray) -> dict[str, np.ndarray]:
     """Frames (T, 84, 64, 3) of one window -> per frame bool (T,) of each event: "bounce" and "lost" (the
     ball's direction flipped; it vanished low and stayed gone, or the lives digit counted down: as
     `frame_events` finds them for training), "hit" (a standing brick fewer than the frame before), "lives_down"
-    (the lives digit below the window's first reading) and "gone" (no ball seen)."""
+    (the lives digit below the window's first reading), "lives_read" (the lives cell reads as a digit) and "gone"
+    (no ball seen)."""
     nb = np.array([bricks(f).sum() for f in frames])
     return events_from(ball_positions(frames), lives_shown(frames), nb)  # one detector pass and digit read a frame
 
@@ -67,7 +68,7 @@ def events_from(pos: np.ndarray, lives: np.ndarray, nb: np.ndarray) -> dict[str,
     ev = track_events(pos, lives, np.zeros(len(pos) - 1, np.float32), np.array([len(pos) - 1]))
     first = lives[lives >= 0][0] if (lives >= 0).any() else -1
     return {"bounce": (ev & BOUNCE) > 0, "lost": (ev & LOST) > 0, "hit": np.concatenate([[False], np.diff(nb) < 0]),
-            "lives_down": (lives >= 0) & (first >= 0) & (lives < first),
+            "lives_down": (lives >= 0) & (first >= 0) & (lives < first), "lives_read": lives >= 0,
             "gone": np.isnan(pos[:, 0])}
 
 
@@ -96,12 +97,22 @@ def _hit_score(dream: list[int | None], real: list[int | None]) -> bool | None:
     return any(x is not None and x > real[0] for x in dream[j - 1 : j + 2])  # type: ignore[operator]
 
 
+def _near(k: int, n: int) -> slice:
+    """The dreamed frames within one frame of the real event at k, in a window of n (index 3: first dreamed)."""
+    return slice(max(k - 1, 3), min(k + 2, n))
+
+
+def _lost_halves(ev: dict[str, np.ndarray], k: int) -> tuple[bool, bool]:
+    """A lost ball's two halves in a window: the ball vanishes within a frame of the real one (at k), and the
+    lives digit counts down."""
+    return bool(ev["gone"][_near(k, len(ev["gone"]))].any()), bool(ev["lives_down"].any())
+
+
 def _passes(kind: str, ev: dict[str, np.ndarray], k: int) -> bool:
     """Does a window (index 0 = 2 frames before the last history frame) show `kind` as the real one did at k?"""
-    lo, hi = max(k - 1, 3), min(k + 2, len(ev[kind]))
-    if kind == "lost":  # the ball vanishes within a frame of the real one, and the lives digit counts down
-        return bool(ev["gone"][lo:hi].any() and ev["lives_down"].any())
-    return bool(ev[kind][lo:hi].any())
+    if kind == "lost":
+        return all(_lost_halves(ev, k))
+    return bool(ev[kind][_near(k, len(ev[kind]))].any())
 
 
 def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, Any]:
@@ -138,9 +149,7 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
         ok_dream.append(_passes(kind, ev, ks[i]))
         ok_real.append(_passes(kind, real_event_steps(src, rows[i]), ks[i]))
         if kind == "lost":
-            lo, hi = max(ks[i] - 1, 3), min(ks[i] + 2, len(ev["gone"]))
-            halves.append((bool(ev["gone"][lo:hi].any()), bool(ev["lives_down"].any()),
-                           bool(lives_shown(win[-1:])[0] >= 0)))
+            halves.append((*_lost_halves(ev, ks[i]), bool(ev["lives_read"][-1])))
         if kind == "hit":
             real_scores = _scores(real[i])
             got = _hit_score(_scores(win), real_scores)
@@ -150,9 +159,8 @@ def _event_probe(ctx: tuple, cands: np.ndarray, kind: str, n: int) -> dict[str, 
     out = {f"{kind}_rate": float(np.mean(ok_dream)), f"{kind}_real_rate": float(np.mean(ok_real)),
            f"{kind}_states": len(states)}
     if kind == "lost":  # which half fails: the ball stays, or the digit does not count down (or ends garbled)
-        h = np.array(halves)
-        out.update(lost_gone_rate=float(h[:, 0].mean()), lost_lives_down_rate=float(h[:, 1].mean()),
-                   lost_digit_readable=float(h[:, 2].mean()))
+        gone, down, readable = np.array(halves).mean(0)
+        out.update(lost_gone_rate=float(gone), lost_lives_down_rate=float(down), lost_digit_readable=float(readable))
     if kind == "hit":
         out.update(hit_score_rate=float(np.mean(score_dream)) if score_dream else None,
                    hit_score_real_rate=float(np.mean(score_real)) if score_real else None,
