@@ -81,12 +81,11 @@ _PADDLE_REGION[PADDLE_ROWS.start - _TOP :, PLAY_COLS] = True
 _FREE_REGION = _BALL_REGION | _PADDLE_REGION
 """Where a ball is looked for once the paddle's own pixels are taken out: a ball beside the paddle, or passing
 it on the way out, is a red blob of its own in the paddle rows."""
-_EVERYWHERE = np.ones_like(_BALL_REGION)
 
 
-def _blobs(red: np.ndarray, region: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(rows, cols) of each 8-connected blob of `red` pixels inside `region` (crop coordinates)."""
-    mask = red & region
+def _blobs(red: np.ndarray, region: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows, cols) of each 8-connected blob of `red` pixels inside `region` (crop coordinates; None: all)."""
+    mask = red if region is None else red & region
     if not mask.any():
         return []
     n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
@@ -142,7 +141,7 @@ def _read(frame: np.ndarray, max_ball_pixels: int) -> tuple[float | None, int, l
     gap, gap_chroma = _gap_pixels(frame)
     # How clearly each pixel is the ball: red excess outside the wall, chroma in the wall's gaps.
     salience = np.where(gap, gap_chroma, excess)
-    blobs = _blobs(free | gap, _EVERYWHERE)
+    blobs = _blobs(free | gap)
     # A ball blob needs a clear pixel of its own (a paddle's faint edge cut off by the row limit has none), and
     # in the paddle rows it must be narrower than a paddle (a second paddle is no ball).
     low = PADDLE_ROWS.start - _TOP

@@ -3,7 +3,7 @@
 Each entry is one digit in one cell, 4 rows x 5 columns of the frame's per-pixel channel maximum, as hex. The
 cells differ by position because the 160 -> 64 area resize blends each column phase differently. They were
 rendered by `render_digit_templates` (Breakout's RAM holds the score in BCD at 76/77 and the lives at 57, so
-every digit can be drawn on demand); `tests/test_breakout.py` renders them again and compares.
+every digit can be drawn on demand); `tests/test_objects.py` renders them again and compares.
 The lives cell has no 0: the game is over before it could be drawn.
 """
 
