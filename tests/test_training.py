@@ -255,3 +255,42 @@ def test_resume_under_the_other_select_rule_restarts_the_best(tmp_path: Path, ti
     train_wm(wm_cfg(run, tiny_run, data=[str(data)], steps=3, eval_every=1, select="loss", resume=True))
     kept = json.loads((run / "wm" / "config.json").read_text())
     assert kept["step"] == 3 and "play_score" not in kept["metrics"]
+
+
+def test_self_forcing_feeds_the_models_own_frames_and_keeps_real_targets(tmp_path: Path, tiny_run: Path) -> None:
+    """--self-forcing p: frames after a clip's first enter as the model's own 1-step argmax prediction of them
+    with probability p (none at 0, all at 1), the first frame and every target stay real, and a run logs how
+    many tokens of the swapped frames were wrong."""
+    from training.wm import self_forced, sequence_loss
+    from training.wm_data import TokenSampler
+
+    model, _ = load_checkpoint(tiny_run / "wm")
+    model.eval()
+    clips = TokenSampler.from_files([str(tiny_run / "atari_tokens_hires.npz")], 0.1, 0, 1.0).sequence_batch(
+        3, 6, torch.Generator().manual_seed(0))
+    frames, actions = clips["frames"], clips["actions"]  # (3, 6, 336), (3, 5)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    with torch.no_grad():
+        pred = model(frames, actions, sequence=True).logits.argmax(-1)  # (3, 5, 336)
+    none, err0 = self_forced(model, frames, actions, 0.0, g())
+    every, err1 = self_forced(model, frames, actions, 1.0, g())
+    assert torch.equal(none, frames) and float(err0) == 0.0
+    assert torch.equal(every[:, 0], frames[:, 0]) and torch.equal(every[:, 1:], pred)
+    assert float(err1) == pytest.approx((pred != frames[:, 1:]).float().mean().item())
+    assert 0.0 < float(err1) < 0.5  # the tiny model is wrong on some tokens, right on most
+    half, _ = self_forced(model, frames, actions, 0.5, g())
+    swapped = (half[:, 1:] != frames[:, 1:]).any(-1)  # (3, 5): frames that came from the model and differ
+    assert swapped.any() and not swapped.all()
+    dist, imp = 1 - torch.eye(model.cfg.n_vocab), ImportanceConfig()
+    with torch.no_grad():
+        real, _ = sequence_loss(model, frames, actions, dist, imp, 4)
+        same, _ = sequence_loss(model, frames, actions, dist, imp, 4, inputs=frames)
+        forced, _ = sequence_loss(model, frames, actions, dist, imp, 4, inputs=every)
+    assert torch.equal(real, same) and not torch.equal(real, forced)
+
+    run = tmp_path / "sf"
+    train_wm(wm_cfg(run, tiny_run, steps=4, rollout_ratio=0.0, log_every=1, self_forcing=0.5))
+    errs = [r["self_forced_token_err"] for r in logs(run, "wm") if "self_forced_token_err" in r]
+    assert len(errs) == 4 and all(0.0 <= e <= 1.0 for e in errs)
+    with pytest.raises(ValueError, match="--self-forcing"):
+        train_wm(wm_cfg(tmp_path / "bad", tiny_run, self_forcing=1.5))

@@ -15,7 +15,8 @@
 # env: INIT (default assets/checkpoints/lite/wm), VQ (default assets/checkpoints/lite/vqvae), LR (5e-4),
 #      EVAL_EVERY (2000: a play check costs seconds), EVAL_S (the canary's time limit, 60),
 #      LOST_WEIGHT (0: windows with a lost ball are drawn 1 + event weight + this as often; 10 takes their
-#      share of the windows from 18% to 42%)
+#      share of the windows from 18% to 42%), SEQ_FRAMES (12: frames per sequence clip; the lives digit counts
+#      down 5-7 frames after the ball was last seen, so only targets with that much clip before them can time it)
 set -u
 DEV=$1; MIN=$2; shift 2; SIZES="$*"
 INIT=${INIT:-assets/checkpoints/lite/wm}; VQ=${VQ:-assets/checkpoints/lite/vqvae}
@@ -38,7 +39,7 @@ rm -rf /tmp/run; mkdir -p /tmp/run
 timeout -s INT $(python3 -c "print(int($MIN * 60 + 120))") python3 -m neuroplay.cli train wm --data .gpu/tokens.npz \
   --preset lite2 --run-dir /tmp/run --vq-checkpoint "$VQ" --init "$INIT" --minutes "$MIN" --steps 1000000 \
   --batch-size "$B" --lr "${LR:-5e-4}" --warmup 100 --rollout-ratio 0.25 --split-seed 0 --select play --lost-weight "${LOST_WEIGHT:-0}" \
-  --eval-every "${EVAL_EVERY:-2000}" --save-every 1000 --image-every 1000000000 --no-progress-bar --device "$DEV" \
+  --seq-frames "${SEQ_FRAMES:-12}" --eval-every "${EVAL_EVERY:-2000}" --save-every 1000 --image-every 1000000000 --no-progress-bar --device "$DEV" \
   > "$OUT/train.log" 2>&1
 echo "train rc $?; $(( $(date +%s) - t0 )) s so far"; grep "wm step\|budget\|Error\|error" "$OUT/train.log" | tail -40
 mkdir -p "$OUT/wm"; cp /tmp/run/wm/* "$OUT/wm/"; cp /tmp/run/wm_log.jsonl "$OUT/"

@@ -10,6 +10,10 @@ Each step is, by a seeded coin with P(rollout) = rollout_ratio:
   weighted_CE(logits_k, target_k) / sum_k discount^k; the next history frame is the ground truth with
   probability `teacher_forcing` (per sample), else the argmax prediction; the history is rolled (for fused
   presets the history's actions too: each history frame is conditioned on the action taken at it).
+With `--self-forcing p` (block-causal sequence batches) a clip's frames after the first each enter, with
+probability p, as the model's own 1-step argmax prediction of them (one no-grad teacher-forced pass), while
+every target stays the real frame: parallel scheduled sampling (Duckworth et al., 2019). A rollout batch can
+only do this from a 4-frame history; here the frames the model drew sit inside the clip's deep context.
 Per-token hybrid importance weights (`training/importance.py`) weight every CE.
 """
 
@@ -97,6 +101,10 @@ class WMTrainConfig:
     """Train windows with an event (launch, bounce, hit, lost ball) in their targets are drawn 1+this as often."""
     lost_weight: float = 0.0
     """Train windows with a lost ball (gone low, or the lives digit counting down) are drawn this much more on top."""
+    self_forcing: float = 0.0
+    """Sequence batches: share of a clip's frames (all but the first) fed as the model's own 1-step prediction of
+    them, the targets staying real. The dream reads its own frames, so a countdown drawn halfway or a ball drawn
+    twice sits in its history; this trains it to go on from such frames to the real game."""
     val_fraction: float = 0.1
     """Share of episodes held out (episode-based, seeded)."""
     val_samples: int = 500
@@ -162,15 +170,30 @@ def rollout_loss(
     return total / norm, acc1
 
 
+def self_forced(model: torch.nn.Module, frames: torch.Tensor, actions: torch.Tensor, share: float,
+                g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips (B, n, 336) with each frame after the first replaced, with probability `share`, by the model's argmax
+    prediction of it from the real frames before it. Returns (inputs (B, n, 336), share of the replaced frames'
+    tokens that differ from the real ones: the errors the batch now holds)."""
+    with torch.no_grad():
+        pred = model(frames, actions, sequence=True).logits.argmax(-1)  # (B, n-1, 336): frames 1..n-1
+    swap = (torch.rand(frames.shape[0], frames.shape[1] - 1, generator=g) < share).to(frames.device)  # (B, n-1)
+    inputs = torch.cat([frames[:, :1], torch.where(swap[..., None], pred, frames[:, 1:])], 1)  # (B, n, 336)
+    wrong = (pred != frames[:, 1:])[swap]  # (swapped frames, 336)
+    return inputs, wrong.float().mean() if wrong.numel() else torch.zeros(())
+
+
 def sequence_loss(
     model: torch.nn.Module, frames: torch.Tensor, actions: torch.Tensor, dist: torch.Tensor,
-    imp: ImportanceConfig, w: int,
+    imp: ImportanceConfig, w: int, inputs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced block-causal pass over clips (B, n, 336); returns (loss, accuracy)."""
+    """Block-causal pass over clips (B, n, 336), teacher-forced or on `inputs` (B, n, 336) (`self_forced`), with
+    the real `frames` as targets; returns (loss, accuracy)."""
     n = frames.shape[1]
-    logits = model(frames, actions, sequence=True).logits  # (B, n-1, 336, V)
+    x = frames if inputs is None else inputs
+    logits = model(x, actions, sequence=True).logits  # (B, n-1, 336, V)
     idx = (torch.arange(n - 1)[:, None] - (w - 1) + torch.arange(w)).clamp(min=0)  # (n-1, w)
-    hist = frames[:, idx.to(frames.device)]  # (B, n-1, w, 336), early steps padded with frame 0
+    hist = x[:, idx.to(x.device)]  # (B, n-1, w, 336), early steps padded with frame 0: what the model read
     target = frames[:, 1:]
     weights = importance_weights(hist, target, dist, imp)
     acc = (logits.argmax(-1) == target).float().mean()
@@ -226,6 +249,8 @@ def train_wm(cfg: WMTrainConfig) -> Path:
         raise ValueError(f"--select must be loss or play, got {cfg.select!r}")
     if cfg.play_states < 1:
         raise ValueError(f"--play-states must be >= 1, got {cfg.play_states}")
+    if not 0.0 <= cfg.self_forcing <= 1.0:
+        raise ValueError(f"--self-forcing must be in [0, 1], got {cfg.self_forcing}")
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if dist_info.world > 1 and device.type == "cuda":
@@ -286,6 +311,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, elapsed() / budget if budget else 0.0)
             is_rollout = torch.rand((), generator=g).item() < cfg.rollout_ratio
+            extra: dict[str, float] = {}
             with autocast(device, cfg.amp):
                 if is_rollout:
                     b = data.rollout_batch(cfg.batch_size, cfg.rollout_steps, g)
@@ -295,7 +321,12 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                     n_targets = cfg.batch_size * cfg.rollout_steps
                 elif model.block_causal:
                     b = data.sequence_batch(cfg.batch_size, cfg.seq_frames, g)
-                    loss, acc = sequence_loss(net, b["frames"].to(device), b["actions"].to(device), dist, imp, w)
+                    frames, acts = b["frames"].to(device), b["actions"].to(device)
+                    inputs = None
+                    if cfg.self_forcing > 0:
+                        inputs, sf_err = self_forced(model, frames, acts, cfg.self_forcing, g)
+                        extra["self_forced_token_err"] = float(sf_err)
+                    loss, acc = sequence_loss(net, frames, acts, dist, imp, w, inputs)
                     n_targets = cfg.batch_size * (cfg.seq_frames - 1)
                 else:
                     b = data.rollout_batch(cfg.batch_size, 1, g)
@@ -318,7 +349,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                 tps = tokens_seen / (time.time() - t0)
                 log.scalars(step, {"loss": loss.item(), "train_acc": acc.item(), "grad_norm": float(gnorm),
                                    "rollout": float(is_rollout), "tokens_per_s": tps, "lr": opt.param_groups[0]["lr"],
-                                   **data.drawn_stats()})
+                                   **data.drawn_stats(), **extra})
                 bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.4f}", tok_s=f"{tps:.0f}")
             if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or final):
                 m = canary(model, val, device)
