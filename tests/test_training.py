@@ -294,3 +294,5 @@ def test_self_forcing_feeds_the_models_own_frames_and_keeps_real_targets(tmp_pat
     assert len(errs) == 4 and all(0.0 <= e <= 1.0 for e in errs)
     with pytest.raises(ValueError, match="--self-forcing"):
         train_wm(wm_cfg(tmp_path / "bad", tiny_run, self_forcing=1.5))
+    with pytest.raises(ValueError, match="--self-forcing needs a block-causal preset"):
+        train_wm(wm_cfg(tmp_path / "full", tiny_run, preset="tiny-full", self_forcing=0.5))

@@ -256,6 +256,9 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     if dist_info.world > 1 and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     preset = get_preset(cfg.preset)
+    if cfg.self_forcing > 0 and preset.wm.attention != "block_causal":
+        raise ValueError(f"--self-forcing needs a block-causal preset (it acts on sequence batches); {cfg.preset} "
+                         "trains on rollouts, whose history is already the model's own")
     run = Path(cfg.run_dir)
     data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight, cfg.event_weight,
                                    cfg.lost_weight)
