@@ -89,16 +89,19 @@ def _countdowns(hold: int, seed: int = 0, losses: int = 3) -> list[tuple[int, bo
     from neuroplay.envs.real import RealEnv
 
     env = RealEnv(seed=seed, max_steps=3000)
-    frames, out, waited = [env.reset(), env.step(FIRE).frame], [], 0
-    while len(out) < losses and len(frames) < 1500:
-        o = detect(frames[-1])
+    env.reset()
+    frame = env.step(FIRE).frame
+    o, lives = detect(frame), lives_shown(frame[None])[0]
+    t, last_seen, waited, out = 1, (1 if o.ball_visible else -1), 0, []
+    while len(out) < losses and t < 1500:
         waited = waited + 1 if o.ball_x is None else 0
         a = (hold if waited <= 12 else FIRE) if o.ball_x is None else LEFT if o.ball_x > o.paddle_x else RIGHT
-        frames.append(env.step(a).frame)
-        before, now = lives_shown(np.stack(frames[-2:]))
-        if before >= 1 and now == before - 1:
-            seen = [detect(f).ball_visible for f in frames]
-            out.append((len(frames) - 1 - max(i for i, s in enumerate(seen[:-1]) if s), bool(seen[-1])))
+        frame, t = env.step(a).frame, t + 1
+        o, before, lives = detect(frame), lives, lives_shown(frame[None])[0]
+        if before >= 1 and lives == before - 1:
+            out.append((t - last_seen, bool(o.ball_visible)))
+        if o.ball_visible:
+            last_seen = t
     return out
 
 

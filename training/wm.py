@@ -314,7 +314,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, elapsed() / budget if budget else 0.0)
             is_rollout = torch.rand((), generator=g).item() < cfg.rollout_ratio
-            extra: dict[str, float] = {}
+            extra: dict[str, torch.Tensor] = {}  # figures of this step, read (a device sync) only when logged
             with autocast(device, cfg.amp):
                 if is_rollout:
                     b = data.rollout_batch(cfg.batch_size, cfg.rollout_steps, g)
@@ -328,7 +328,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                     inputs = None
                     if cfg.self_forcing > 0:
                         inputs, sf_err = self_forced(model, frames, acts, cfg.self_forcing, g)
-                        extra["self_forced_token_err"] = float(sf_err)
+                        extra["self_forced_token_err"] = sf_err
                     loss, acc = sequence_loss(net, frames, acts, dist, imp, w, inputs)
                     n_targets = cfg.batch_size * (cfg.seq_frames - 1)
                 else:
@@ -352,7 +352,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                 tps = tokens_seen / (time.time() - t0)
                 log.scalars(step, {"loss": loss.item(), "train_acc": acc.item(), "grad_norm": float(gnorm),
                                    "rollout": float(is_rollout), "tokens_per_s": tps, "lr": opt.param_groups[0]["lr"],
-                                   **data.drawn_stats(), **extra})
+                                   **data.drawn_stats(), **{k: v.item() for k, v in extra.items()}})
                 bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.4f}", tok_s=f"{tps:.0f}")
             if main and (step % cfg.eval_every == 0 or step % epoch_steps == 0 or final):
                 m = canary(model, val, device)
