@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy, detect  # noqa: E402
+from neuroplay.envs.breakout import detect  # noqa: E402
+from neuroplay.envs.players import RandomPolicy, TrackerPolicy  # noqa: E402
 from neuroplay.envs.real import RealEnv  # noqa: E402
 
 PLAYERS = ((TrackerPolicy, 0.02, 6), (TrackerPolicy, 0.1, 3), (RandomPolicy, 4, 2), (TrackerPolicy, 0.0, 6))

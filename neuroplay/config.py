@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,18 @@ FRAME_W = 64
 """Preprocessed frame width in pixels."""
 N_ACTIONS = 4
 """Breakout's minimal action set."""
-ACTION_NAMES = ("NOOP", "FIRE", "RIGHT", "LEFT")
+
+
+class Action(IntEnum):
+    """Breakout's minimal action set, in ALE's order: the one home of the action ids."""
+
+    NOOP = 0
+    FIRE = 1
+    RIGHT = 2
+    LEFT = 3
+
+
+ACTION_NAMES = tuple(a.name for a in Action)
 """Index -> name, in ALE's order for Breakout."""
 
 

@@ -21,7 +21,7 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min
 def play_episodes(n_episodes: int, max_steps: int, seed: int = 0, noise: float = 0.1):
     """Episodes of the tracker policy in the reference emulator (`RealEnv`), as an `Episodes`."""
     from neuroplay.data.episodes import Episodes
-    from neuroplay.envs.breakout import TrackerPolicy
+    from neuroplay.envs.players import TrackerPolicy
     from neuroplay.envs.real import RealEnv
 
     parts = []

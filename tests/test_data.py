@@ -67,10 +67,10 @@ def test_collected_episodes_replay_bit_for_bit(tmp_path: Path) -> None:
 
 
 def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from neuroplay.envs import breakout
+    from neuroplay.envs import players
 
     calls = {"n": 0}
-    orig = breakout.RandomPolicy.act
+    orig = players.RandomPolicy.act
 
     def act(self, frame=None):  # noqa: ANN001, ANN202
         calls["n"] += 1
@@ -78,7 +78,7 @@ def test_interrupted_collection_keeps_finished_episodes(tmp_path: Path, monkeypa
             raise KeyboardInterrupt
         return orig(self, frame)
 
-    monkeypatch.setattr(breakout.RandomPolicy, "act", act)
+    monkeypatch.setattr(players.RandomPolicy, "act", act)
     out = tmp_path / "int.npz"
     with pytest.raises(KeyboardInterrupt):
         collect(CollectConfig(out=str(out), episodes=50, envs=2, policy="random", max_steps=100, chunk_frames=150,

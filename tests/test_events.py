@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from neuroplay.data.episodes import DatasetError, Episodes
-from neuroplay.envs.breakout import TrackerPolicy, detect
+from neuroplay.envs.breakout import detect
 from neuroplay.envs.events import BOUNCE, HIT, LAUNCH, LOST, frame_events
+from neuroplay.envs.players import TrackerPolicy
 
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroplay.envs.breakout import TrackerPolicy
 from neuroplay.envs.events import BOUNCE, LOST, frame_events
+from neuroplay.envs.players import TrackerPolicy
 from neuroplay.envs.real import RealEnv
 from neuroplay.evaluation.gameplay import _hit_score, _scores, event_steps, score_rise
 

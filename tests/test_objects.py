@@ -14,7 +14,6 @@ import torch
 from neuroplay.envs.breakout import (
     BRICK_COL_X,
     BRICK_ROW_Y,
-    TrackerPolicy,
     ball_mask,
     bricks,
     bricks_per_row,
@@ -23,6 +22,7 @@ from neuroplay.envs.breakout import (
     red_mask,
 )
 from neuroplay.envs.digit_templates import DIGIT_CELLS, DIGIT_ROWS, render_digit_templates, templates
+from neuroplay.envs.players import TrackerPolicy
 from neuroplay.evaluation.objects import VQ_GATES, gates, object_agreement, vq_score
 from neuroplay.models.vqvae import VQVAE
 from training.vq_loss import ReconLoss, pixel_weights, recon_loss

@@ -28,7 +28,7 @@ import numpy as np
 from neuroplay import __version__
 from neuroplay.config import FRAME_H, FRAME_W
 from neuroplay.data.episodes import DatasetError, Episodes, refuse_existing
-from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
+from neuroplay.envs.players import RandomPolicy, TrackerPolicy
 from neuroplay.envs.real import GAME, MAX_EPISODE_STEPS
 
 PREPROCESSING = {"source": "ALE Breakout RGB 210x160", "frameskip": 4, "maxpool_last": 2,

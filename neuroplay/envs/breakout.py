@@ -1,8 +1,8 @@
 """What is on a Breakout screen, read from an 84x64 frame: the paddle, the ball, the bricks, the score and lives.
 
-Written once and used everywhere: the `tracker` data-collection policy and the game's autopilot (which
-must also drive the *dream*, where there is no emulator RAM, so it reads pixels), and the evaluation's
-ball-visibility and paddle-response checks. Calibrated on ALE frames after the project's preprocessing:
+Written once and used everywhere: the scripted players of `players.py` (data collection and the game's
+autopilot, which must also drive the *dream*, where there is no emulator RAM, so they read pixels), and the
+evaluation's ball-visibility and paddle-response checks. Calibrated on ALE frames after the project's preprocessing:
 the ball and paddle are the same red (200, 72, 72), blended with black by the area resize; the walls are
 grey; bricks fill rows 22..37; the scoreboard's grey digits sit in rows 2..5.
 """
@@ -269,72 +269,6 @@ def brick_pixels(frame: np.ndarray) -> int:
     """Coloured (non-grey, non-black) pixels in the brick rows: falls as bricks break."""
     f = frame[BRICK_ROWS, PLAY_COLS].astype(np.int16)
     return int(((f.max(-1) - f.min(-1)) > 20).sum())
-
-
-class TrackerPolicy:
-    """A scripted player that moves the paddle under the ball, with noise so the data stays varied.
-
-    `noise` is the chance of a uniformly random action each step; each episode also draws a small
-    aiming offset, so the ball hits different parts of the paddle and bounces at different angles.
-    With low noise it clears much of the wall and reaches the fast late-game ball that random play
-    never sees. Reads pixels only, so it also plays inside the dream.
-    """
-
-    NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
-
-    def __init__(self, noise: float = 0.1, seed: int = 0, dead_zone: float = 1.5) -> None:
-        self.noise, self.dead_zone = noise, dead_zone
-        self.rng = np.random.default_rng(seed)
-        self.reset()
-
-    def reset(self) -> None:
-        self.offset = float(self.rng.uniform(-1.5, 1.5))
-        self.prev: Objects | None = None
-
-    def act(self, frame: np.ndarray) -> int:
-        obj = detect(frame)
-        prev, self.prev = self.prev, obj
-        if self.rng.random() < self.noise:
-            return int(self.rng.integers(4))
-        if not obj.ball_visible:
-            return self.FIRE if self.rng.random() < 0.5 else self.NOOP
-        target = obj.ball_x
-        if prev is not None and prev.ball_visible and obj.ball_y is not None and prev.ball_y is not None:
-            vx, vy = obj.ball_x - prev.ball_x, obj.ball_y - prev.ball_y
-            if vy > 0:  # falling: aim where it will cross the paddle row, folding at the walls
-                steps = (76 - obj.ball_y) / max(vy, 0.5)
-                target = _fold(obj.ball_x + vx * min(steps, 20), PLAY_COLS.start, PLAY_COLS.stop - 1)
-        if obj.paddle_x is None:
-            return self.NOOP
-        d = target + self.offset - obj.paddle_x
-        if abs(d) <= self.dead_zone:
-            return self.NOOP
-        return self.RIGHT if d > 0 else self.LEFT
-
-
-def _fold(x: float, lo: float, hi: float) -> float:
-    """Reflect x into [lo, hi] as a ball bouncing off the side walls would be."""
-    span = hi - lo
-    y = (x - lo) % (2 * span)
-    return lo + (y if y <= span else 2 * span - y)
-
-
-class RandomPolicy:
-    """Uniform random actions, or (`hold_max` > 1) each action held for a random 1..hold_max steps."""
-
-    def __init__(self, seed: int = 0, hold_max: int = 1) -> None:
-        self.rng, self.hold_max = np.random.default_rng(seed), hold_max
-        self.left, self.action = 0, 0
-
-    def reset(self) -> None:
-        self.left = 0
-
-    def act(self, frame: np.ndarray | None = None) -> int:
-        if self.left <= 0:
-            self.action = int(self.rng.integers(4))
-            self.left = int(self.rng.integers(1, self.hold_max + 1))
-        self.left -= 1
-        return self.action
 
 
 MAX_LIVES = 5

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from neuroplay.envs.breakout import TrackerPolicy, detect
+from neuroplay.envs.breakout import detect
+from neuroplay.envs.players import TrackerPolicy
 from neuroplay.envs.real import RealEnv
 from neuroplay.evaluation.frames import FIRE, NOOP, EvalData
 
