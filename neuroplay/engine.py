@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,11 @@ from neuroplay.device import bf16_fast, resolve_device
 from neuroplay.models.decoding import DecodeConfig, TokenDecoder
 from neuroplay.models.vqvae import VQVAE, to_uint8_image
 from neuroplay.models.world_model import KVCache, TemporalWorldModel
+
+Revised = tuple[torch.Tensor, np.ndarray] | None
+"""Other tokens (336,) and their frame, or None to keep the step's own."""
+Revise = Callable[[torch.Tensor, torch.Tensor, np.ndarray], Revised]
+"""(logits (336, V), tokens (336,), frame (84, 64, 3)) -> `Revised`."""
 
 
 @dataclass
@@ -201,8 +207,11 @@ class DreamEngine:
         return self._forward(torch.stack(hist)[None], a).logits[0].float()
 
     @torch.inference_mode()
-    def step(self, action: int) -> DreamStep:
-        """Advance the dream by one frame under `action`."""
+    def step(self, action: int, revise: Revise | None = None) -> DreamStep:
+        """Advance the dream by one frame under `action`.
+
+        `revise(logits (336, V), tokens (336,), frame)` may return other tokens of the model's and their frame
+        (None: keep them) before the frame is committed: the game-flow rules of `DreamEnv` choose there."""
         t0 = time.perf_counter()
         prep = self.prepare()
         t1 = time.perf_counter()
@@ -211,6 +220,8 @@ class DreamEngine:
         toks = self.decoder(logits[None], self.last_tokens[None])[0]
         t2 = time.perf_counter()
         frame = self.decode(toks[None])[0]
+        if revise is not None and (chosen := revise(logits, toks, frame)) is not None:
+            toks, frame = chosen
         t3 = time.perf_counter()
         changed = int((toks != self.last_tokens).sum())
         self.last_tokens = toks

@@ -24,8 +24,8 @@ import numpy as np
 
 from neuroplay.config import ACTION_NAMES, START_FRAMES
 from neuroplay.data.episodes import Episodes
-from neuroplay.envs.breakout import RandomPolicy, TrackerPolicy
 from neuroplay.envs.dream import HISTORY, DreamEnv
+from neuroplay.envs.players import RandomPolicy, TrackerPolicy
 from neuroplay.envs.real import MAX_EPISODE_STEPS, RealEnv
 from neuroplay.models.decoding import DecodeConfig
 from neuroplay.recorder import Recorder
@@ -294,12 +294,19 @@ class Session:
             d = self.dream.step(action)
             self.frame, self.changed = d.frame, int(d.info["changed_tokens"])
             self.model_ms = float(d.info["timings_ms"]["total"])
+            if d.info.get("served"):
+                self.say("the dream was slow to serve: it took its most likely serve")
             if self.branching:
                 self.branch_t += 1
-                return
-            if self.mode == "dream" and d.info.get("game_over"):  # its last ball is lost: as the real game does
-                self.say("game over in the dream, new game")
-                self.restart()
+            if d.info.get("game_over") or d.info.get("stalled"):
+                why = "game over in the dream" if d.info.get("game_over") else "the dream would not serve"
+                if self.mode == "dream":  # as the real game does: a new game
+                    self.say(f"{why}, new game")
+                    self.restart()
+                    return
+                self.reanchor(quiet=True)
+                self.say(f"{why}: re-anchored on the {'recording' if self.branching else 'real game'}")
+            if self.branching:
                 return
             dream_tokens = d.info["tokens"]
         if self.real is None:

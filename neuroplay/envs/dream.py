@@ -4,8 +4,10 @@ IRIS's `WorldModelEnv` pattern: `reset` is given (or fetches) a few *real* frame
 history, and from then on every frame is the model's own argmax/sampled tokens decoded by the VQ-VAE.
 The game UI, the autopilot and the tests treat a `DreamEnv` and a `RealEnv` the same way; the dream's
 `info` adds what only it has (model timings, the token-change drift signal, the tokens themselves).
-The model predicts no reward and no game over, so `reward` is 0, and `done` marks `max_steps` or the game over
-that the screen shows (`GameOverWatch`: the last ball lost, as the real game ends).
+The model predicts no reward and no game over, so `reward` is 0, and `done` marks `max_steps`, the game over
+that the screen shows (the last ball lost, as the real game ends), or a dream that would not serve
+(`envs/flow.py`). The flow rules choose among the model's own tokens only: a serve the model finds most
+likely where it owes one, and the scoreboard's last tokens where its new score would read lower.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from neuroplay.engine import DreamEngine
-from neuroplay.envs.events import GameOverWatch
+from neuroplay.config import Action
+from neuroplay.engine import DreamEngine, Revised
+from neuroplay.envs.breakout import detect
+from neuroplay.envs.flow import Flow, GameFlow, ScoreGuard, one_ball_served, serve_candidates
 from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
 from neuroplay.models.decoding import DecodeConfig
 
@@ -46,8 +51,11 @@ class DreamEnv:
         self.seed = seed
         self.max_steps = max_steps
         self.t = 0
-        self.watch = GameOverWatch()
-        """Ends the dreamed game as the real one ends: its last ball lost (`EnvStep.done`, info "game_over")."""
+        self.flow = GameFlow()
+        """Ends the dreamed game as the real one ends (info "game_over"), owes a serve under FIRE, and gives up
+        on a dream that will not serve (info "stalled")."""
+        self.score = ScoreGuard()
+        """Keeps the scoreboard from going back."""
         self.frame: np.ndarray | None = None
         self.tokens: np.ndarray | None = None
         """(336,) uint8 tokens of the current frame (what the model will condition on next)."""
@@ -81,14 +89,15 @@ class DreamEnv:
             assert self.engine.last_tokens is not None
             self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
         self.t = 0
-        self.watch.reset()
+        self.flow.reset()
         if tokens is None:
             history = list(frames)
         else:  # the last frame is decoded already; decode the rest of the window only
             before = np.asarray(tokens)[-HISTORY:-1]
             history = [*(self.decode(before) if len(before) else []), self.frame]
         for f in history:
-            self.watch.update(np.asarray(f))  # the history's ball and lives, so a game that ends now ends
+            self.flow.update(np.asarray(f))  # the history's ball and lives, so a game that ends now ends
+        self.score.reset(self.frame, self.tokens)
         return self.frame
 
     def prepare(self) -> float:
@@ -100,14 +109,30 @@ class DreamEnv:
             raise RuntimeError("call reset() before step()")
         if not 0 <= int(action) < 4:
             raise ValueError(f"action must be 0..3, got {action}")
-        s = self.engine.step(int(action))
+        made: dict[str, bool] = {"served": False, "score_held": False}
+
+        def revise(logits: torch.Tensor, toks: torch.Tensor, frame: np.ndarray) -> Revised:
+            held = self.score.check(frame, toks)
+            toks = toks if held is None else held
+            made["score_held"] = held is not None
+            if action == Action.FIRE and self.flow.serve_due and not detect(frame).ball_visible:
+                cands = serve_candidates(logits, toks)  # (k, 336)
+                for c, f in zip(cands, self.engine.decode(cands)):
+                    if one_ball_served(f):
+                        made["served"] = True
+                        return c, f
+            return None if held is None else (toks, self.engine.decode(toks[None])[0])
+
+        s = self.engine.step(int(action), revise)
         self.frame, self.tokens = s.frame, s.tokens
         self.t += 1
-        over = self.watch.update(s.frame)
-        done = over or self.t >= self.max_steps
+        flow = self.flow.update(s.frame, int(action))
+        over = flow is Flow.GAME_OVER
+        done = flow is not Flow.PLAY or self.t >= self.max_steps
         return EnvStep(s.frame, 0.0, done, {"t": self.t, "timings_ms": s.timings_ms,
                                              "changed_tokens": s.changed_tokens, "tokens": s.tokens,
-                                             "game_over": over, "truncated": done and not over})
+                                             "game_over": over, "stalled": flow is Flow.STALLED,
+                                             "truncated": done and flow is Flow.PLAY, **made})
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Real frames (T, 84, 64, 3) -> (T, 336) uint8 tokens of this dream's VQ-VAE."""

@@ -2,7 +2,7 @@
 
 A launch, a lost ball, a brick hit and a bounce are each a few tokens in a few percent of frames. Training
 draws windows that hold them more often (`training/wm_data.py`), the evaluation's gameplay probes find their
-states with the same rules, and `GameOverWatch` ends the dream's game where the real one would end. All of it
+states with the same rules, and `flow.GameFlow` ends the dream's game where the real one would end. All of it
 reads pixels only (plus the reward, for hits), so it runs on dreamed frames as on real ones.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroplay.envs.breakout import MAX_LIVES, ball_positions, detect, lives_shown, read_digit
+from neuroplay.envs.breakout import ball_positions, lives_shown
 
 LAUNCH = 1
 """A new ball is in play: visible now, in none of the 3 frames before, and not just back out of the brick wall."""
@@ -32,51 +32,6 @@ LAUNCH_GAP = 3
 BOUNCE_MIN_SPEED = 0.25
 """|velocity| (pixels per frame) below which a velocity has no sign: blob-centre jitter is not a bounce.
 Almost all measured ball steps are over 0.5 pixels on each axis."""
-
-
-GAME_OVER_GONE = 7
-"""Frames without a ball, after the last ball was seen low, at which the game is over: ALE ends it 2-7 frames
-after that last sighting (16 tracker games), when the lives digit would otherwise count down. The longest, so
-the dream never ends a game the real one would still be playing."""
-
-
-class GameOverWatch:
-    """Tells from the screen alone that a game of Breakout is over, as the real game ends it: the last ball
-    (served while the lives digit read 1) was seen low, and has been gone `GAME_OVER_GONE` frames.
-
-    The dream has no emulator to say so. Without this, a dream that lost its last ball waited for a serve that
-    never comes (the data hold no frames after a game over): the ball stayed out for good, in play and in the
-    endless probe alike. Fed every frame in order; `update` says whether the game is over now."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.lives: int | None = None
-        """The last lives digit read (1..`MAX_LIVES`; blends and garbled cells leave it as it was)."""
-        self.last_ball_served = False
-        """A ball was seen high on the screen since the digit came to read 1: the last ball is in play. A stray
-        low blob while the last serve is awaited does not end the game."""
-        self.last_ball_lost_low = False
-        """When the ball was last seen: low on the screen, and the last ball."""
-        self.gone = 0
-        """Frames since the ball was last seen."""
-
-    def update(self, frame: np.ndarray) -> bool:
-        d = read_digit(frame, 3)
-        if d is not None and 1 <= d <= MAX_LIVES:
-            if d != 1:
-                self.last_ball_served = False
-            self.lives = d
-        obj = detect(frame)
-        if obj.ball_visible and obj.ball_y is not None:
-            self.gone = 0
-            low = obj.ball_y >= LOW_Y
-            self.last_ball_served |= self.lives == 1 and not low
-            self.last_ball_lost_low = self.last_ball_served and low
-            return False
-        self.gone += 1
-        return self.last_ball_lost_low and self.gone >= GAME_OVER_GONE
 
 
 def frame_events(frames: np.ndarray, rewards: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
