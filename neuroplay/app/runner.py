@@ -12,6 +12,7 @@ PyTorch releases the GIL inside its kernels, so the UI thread stays responsive d
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -131,6 +132,8 @@ class FrameStats:
         self.model_ms: list[float] = []
         self.ticks = self.frames = self.dropped = 0
         self.dropped_at: list[int] = []  # tick numbers of the first dropped frames (where to look)
+        self.rss_mb: list[float] = []
+        """Resident memory every `RSS_EVERY` frames, from the first: a long soak shows a leak as a slope."""
 
     def tick(self, new_frame: bool, waiting: bool, model_ms: float = 0.0) -> None:
         """One UI tick: `new_frame` if a game frame was shown, `waiting` if the model was still busy."""
@@ -143,6 +146,8 @@ class FrameStats:
                 self.frame_ms.append((now - self.last_frame) * 1e3)
             self.last_frame = now
             self.frames += 1
+            if (self.frames - 1) % RSS_EVERY == 0:
+                self.rss_mb.append(resident_mb())
             if model_ms > 0:
                 self.model_ms.append(model_ms)
         elif waiting:
@@ -165,7 +170,30 @@ class FrameStats:
             "sustained_fps": round((self.frames - 1) / span, 2) if span > 0 else 0.0,
             "frame_time_ms": pct(self.frame_ms), "model_step_ms": pct(self.model_ms),
             "dropped_frames": self.dropped, "dropped_at_ticks": self.dropped_at,
+            "rss_mb": [round(m, 1) for m in self.rss_mb], "rss_growth": rss_growth(self.rss_mb),
         }
+
+
+RSS_EVERY = 450
+"""Frames between resident-memory samples (30 s at 15 FPS)."""
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MiB (Linux: /proc; elsewhere the peak, from `resource`)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
+
+
+def rss_growth(samples: list[float]) -> float | None:
+    """Relative growth of resident memory from the second sample (past the start-up) to the largest after it."""
+    if len(samples) < 3:
+        return None
+    return round(max(samples[1:]) / samples[1] - 1, 4)
 
 
 class SessionLoader:

@@ -24,11 +24,15 @@ not end, so its figures are over one long dream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from neuroplay.envs.breakout import TrackerPolicy, bricks, detect, read_scoreboard
+from neuroplay.config import Action
+from neuroplay.envs.breakout import bricks, detect, read_scoreboard
+from neuroplay.envs.players import PLAYERS
 from neuroplay.evaluation.objects import gates
 
 ENDLESS_GATES: dict[str, tuple[str, float]] = {
@@ -52,22 +56,83 @@ class Env(Protocol):
     def step(self, action: int) -> Any: ...
 
 
-def autopilot(env: Env, steps: int, seed: int = 0, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Play `steps` tracker actions from `env.reset()`: frames (steps+1, 84, 64, 3), game index per frame
-    (a game over starts a new game; the dream never ends one)."""
-    policy = TrackerPolicy(noise=noise, seed=seed)
+@dataclass
+class Play:
+    """A long game played by one player: the frames it saw, its actions, and what each action led to."""
+
+    frames: np.ndarray
+    """(T+1, 84, 64, 3) uint8: the frame each action was chosen on (a new game's first after a game ends)."""
+    games: np.ndarray
+    """(T+1,) game index of each frame."""
+    actions: np.ndarray
+    """(T,) the action taken on frame t."""
+    ball_after: np.ndarray
+    """(T,) bool: the frame action t led to shows a ball (for a game's last step, its last frame)."""
+    ends: dict[int, str] = field(default_factory=dict)
+    """Step -> how the game ended there: "game_over", "stalled" (the dream would not serve) or "truncated"."""
+    served: int = 0
+    """Serves the dream owed and took from its own most likely ones (`DreamEnv`; 0 in the real game)."""
+    score_held: int = 0
+    """Frames whose score tokens stayed as shown because the new score would have read lower (the dream)."""
+
+
+def play(env: Env, steps: int, seed: int = 0, player: str = "tracker") -> Play:
+    """Play `steps` actions of `PLAYERS[player]` from `env.reset()`; a finished game starts a new one."""
+    policy = PLAYERS[player](seed)
     frame = env.reset()
-    frames, games, game = [frame], [0], 0
-    for _ in range(steps):
-        s = env.step(policy.act(frame))
+    frames, games, actions, seen, game = [frame], [0], [], [], 0
+    out = Play(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
+    for t in range(steps):
+        a = policy.act(frame)
+        s = env.step(a)
         frame = s.frame
+        actions.append(a)
+        seen.append(detect(frame).ball_visible)
+        out.served += bool(s.info.get("served"))
+        out.score_held += bool(s.info.get("score_held"))
         if s.done:
             game += 1
+            out.ends[t] = next((k for k in ("game_over", "stalled") if s.info.get(k)), "truncated")
             frame = env.reset()
             policy.reset()
         frames.append(frame)
         games.append(game)
-    return np.stack(frames), np.array(games)
+    out.frames, out.games = np.stack(frames), np.array(games)
+    out.actions, out.ball_after = np.array(actions, np.int64), np.array(seen, bool)
+    return out
+
+
+def autopilot(env: Env, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The tracker's `play`: frames (steps+1, 84, 64, 3) and the game index of each."""
+    p = play(env, steps, seed)
+    return p.frames, p.games
+
+
+def flow_figures(p: Play) -> dict[str, Any]:
+    """How the game flowed for its player: the longest run of FIRE presses with no ball in play since one was
+    last seen (the real game serves within 6), the steps from the last ball seen to each game over, and how
+    the games ended."""
+    run = worst = 0
+    last_ball, to_end = -1, []
+    for t, (a, seen) in enumerate(zip(p.actions, p.ball_after)):
+        if seen:
+            run, last_ball = 0, t
+        elif a == Action.FIRE:
+            run += 1
+            worst = max(worst, run)
+        if t in p.ends:
+            if p.ends[t] == "game_over":
+                to_end.append(t - last_ball)
+            run, last_ball = 0, t
+    ends = list(p.ends.values())
+    return {
+        "fire_unserved_max": worst,
+        "game_overs": ends.count("game_over"),
+        "stalls": ends.count("stalled"),
+        "last_ball_to_end_max": max(to_end, default=0),
+        "served_by_flow": p.served,
+        "score_held": p.score_held,
+    }
 
 
 def _persistent(x: np.ndarray) -> np.ndarray:
@@ -148,4 +213,19 @@ def endless(dream: Env, steps: int = 2000, seed: int = 0, real: Env | None = Non
     if real is not None:
         out.update({f"endless_real_{k}": v for k, v in figures(*autopilot(real, steps, seed)).items()})
     out["endless_gates"] = gates({k: out[f"endless_{k}"] for k in ENDLESS_GATES}, ENDLESS_GATES)
+    return out
+
+
+def soak(make_dream: Callable[[int], Env], make_real: Callable[[int], Env] | None, steps: int,
+         seeds: tuple[int, ...] = (0, 1, 2), players: tuple[str, ...] = tuple(PLAYERS)) -> dict[str, Any]:
+    """Every player at every seed for `steps` steps, each side from a fresh env of that seed: the endless
+    figures and the flow figures, in the dream and (given `make_real`) in the real game under the same player.
+    Keys "<player>/<seed>/<dream|real>"."""
+    out: dict[str, Any] = {}
+    for name in players:
+        for seed in seeds:
+            for side, make in (("dream", make_dream), ("real", make_real)):
+                if make is not None:
+                    p = play(make(seed), steps, seed, name)
+                    out[f"{name}/{seed}/{side}"] = {**figures(p.frames, p.games), **flow_figures(p)}
     return out
