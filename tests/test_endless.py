@@ -119,6 +119,9 @@ class _ReplayEngine:
     def reset(self, frames: np.ndarray, actions=None, seed: int = 0) -> np.ndarray:
         return frames[-1]
 
+    def decode(self, tokens: torch.Tensor) -> np.ndarray:
+        return np.zeros((len(tokens), 84, 64, 3), np.uint8)
+
     def step(self, action: int, revise: object = None) -> SimpleNamespace:
         frame = self.frames[min(self.i, len(self.frames) - 1)]
         self.i += 1

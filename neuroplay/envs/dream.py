@@ -21,7 +21,7 @@ import torch
 from neuroplay.config import Action
 from neuroplay.engine import DreamEngine, Revised
 from neuroplay.envs.breakout import detect
-from neuroplay.envs.flow import Flow, GameFlow, ScoreGuard, one_ball_served, serve_candidates
+from neuroplay.envs.flow import SERVE_CANDIDATES, Flow, GameFlow, ScoreGuard, one_ball_served, serve_candidates
 from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
 from neuroplay.models.decoding import DecodeConfig
 
@@ -56,6 +56,7 @@ class DreamEnv:
         on a dream that will not serve (info "stalled")."""
         self.score = ScoreGuard()
         """Keeps the scoreboard from going back."""
+        self._batch_warm = False
         self.frame: np.ndarray | None = None
         self.tokens: np.ndarray | None = None
         """(336,) uint8 tokens of the current frame (what the model will condition on next)."""
@@ -98,6 +99,9 @@ class DreamEnv:
         for f in history:
             self.flow.update(np.asarray(f))  # the history's ball and lives, so a game that ends now ends
         self.score.reset(self.frame, self.tokens)
+        if not self._batch_warm:  # the serve's batched decode sets up its kernels now, not in the middle of play
+            self.decode(np.zeros((SERVE_CANDIDATES, len(self.tokens)), np.uint8))
+            self._batch_warm = True
         return self.frame
 
     def prepare(self) -> float:

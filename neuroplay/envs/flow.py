@@ -114,7 +114,11 @@ class GameFlow:
         return self.unserved_fire >= SERVE_WAIT and not (self.lives == 1 and self.last_served)
 
 
-def serve_candidates(logits: torch.Tensor, tokens: torch.Tensor, k: int = 8) -> torch.Tensor:
+SERVE_CANDIDATES = 8
+"""Serves tried (decoded in one batch) when the dream owes one."""
+
+
+def serve_candidates(logits: torch.Tensor, tokens: torch.Tensor, k: int = SERVE_CANDIDATES) -> torch.Tensor:
     """The dream's `k` most likely serves: logits (N, V) and the frame's tokens (N,) -> candidates (k, N).
 
     Each candidate changes one token of the serve rows, the one the model is least sure stays as it is, to
