@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroplay.config import ACTION_NAMES, START_FRAMES
+from neuroplay.config import ACTION_NAMES, START_FRAMES, Action
 from neuroplay.data.episodes import Episodes
 from neuroplay.envs.dream import HISTORY, DreamEnv
 from neuroplay.envs.players import RandomPolicy, TrackerPolicy
@@ -31,7 +31,7 @@ from neuroplay.models.decoding import DecodeConfig
 from neuroplay.recorder import Recorder
 
 MODES = ("dream", "real", "compare", "record", "replay")
-NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
+NOOP, FIRE, RIGHT, LEFT = (int(a) for a in Action)
 PSNR_MAX = 100.0
 """PSNR of identical frames (instead of inf, so curves and JSON stay finite)."""
 CURVE_LEN = 300

@@ -124,7 +124,7 @@ def serve_candidates(logits: torch.Tensor, tokens: torch.Tensor, k: int = SERVE_
     Each candidate changes one token of the serve rows, the one the model is least sure stays as it is, to
     the code it finds most likely there after the current one: where the model, unsure whether to serve,
     would put the ball."""
-    n, v = logits.shape
+    n = logits.shape[0]
     p = logits.float().softmax(-1)  # (N, V)
     stay = p.gather(-1, tokens.long()[:, None])[:, 0]  # (N,)
     rows = torch.arange(n, device=logits.device) // TOKEN_W

@@ -73,7 +73,7 @@ class Play:
     served: int = 0
     """Serves the dream owed and took from its own most likely ones (`DreamEnv`; 0 in the real game)."""
     score_held: int = 0
-    """Frames whose score tokens stayed as shown because the new score would have read lower (the dream)."""
+    """Frames whose score tokens stayed as shown: the new score read lower, rose too far, or stayed a blend."""
 
 
 def play(env: Env, steps: int, seed: int = 0, player: str = "tracker") -> Play:
@@ -110,8 +110,8 @@ def autopilot(env: Env, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 def flow_figures(p: Play) -> dict[str, Any]:
     """How the game flowed for its player: the longest run of FIRE presses with no ball in play since one was
-    last seen (the real game serves within 6), the steps from the last ball seen to each game over, and how
-    the games ended."""
+    last seen (in the real game at most 7 come before the serve), the steps from the last ball seen to each
+    game over, and how the games ended."""
     run = worst = 0
     last_ball, to_end = -1, []
     for t, (a, seen) in enumerate(zip(p.actions, p.ball_after)):

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 from neuroplay.checkpoint import tokens_identity
+from neuroplay.config import Action
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import Objects, bricks, detect, lives_shown
 from neuroplay.evaluation.dreamer import Dreamers, context_frames
 from neuroplay.models.vqvae import to_uint8_image
 
-NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
+NOOP, FIRE, RIGHT, LEFT = (int(a) for a in Action)
 CPU_VQ_BATCH = 16
 """Frames per VQ encode/decode call on a CPU: the lite VQ decodes 4.1 ms a frame at 16, 5.7 at 64 (out of cache)
 and 8.4 at 1 (2 AVX2 cores, measured)."""
