@@ -190,10 +190,18 @@ def resident_mb() -> float:
 
 
 def rss_growth(samples: list[float]) -> float | None:
-    """Relative growth of resident memory from the second sample (past the start-up) to the largest after it."""
+    """Relative growth of resident memory from the warmed-up baseline to the largest sample after it.
+
+    The baseline is the sample at `RSS_WARM` (5 min) when the run lasts at least twice that, else the second
+    sample: the first minutes hold the allocator's and the model's start-up, which is not a leak."""
     if len(samples) < 3:
         return None
-    return round(max(samples[1:]) / samples[1] - 1, 4)
+    base = RSS_WARM if len(samples) > 2 * RSS_WARM else 1
+    return round(max(samples[base:]) / samples[base] - 1, 4)
+
+
+RSS_WARM = 10
+"""Index of the resident-memory sample that a long soak measures its growth from (5 min at `RSS_EVERY`)."""
 
 
 class SessionLoader:
