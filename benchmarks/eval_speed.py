@@ -1,4 +1,4 @@
-"""Evaluation throughput (issue 16): gold-tier samples/s of `evaluate`, today's code against an older checkout.
+"""Evaluation throughput: gold-tier samples/s of `evaluate`, today's code against an older checkout.
 
 Each side runs in its own process on the same checkpoint, data and threads, alternating over rounds so the
 machine's drift hits both alike. The figure is the metric pass of `neuroplay eval --tier gold` (the probes are
@@ -9,14 +9,14 @@ timed by `neuroplay eval` itself, in its JSON's "seconds"):
   rolled out to h10 with mirror and sensitivity. Its cost per sample does not depend on which samples, so it is
   timed on the first `--before-samples` of the tier.
 
-    git worktree add /tmp/before 4e71b38
+    git worktree add /tmp/before <older commit>
     OMP_NUM_THREADS=2 python benchmarks/eval_speed.py --data data/heldout_mix_3k.npz --before /tmp/before
 
 `--whole TIER` times the whole `neuroplay eval --tier TIER` instead (metrics, probes, endless dream), the same
 command in both checkouts (so the older one must have today's tiers and flags), and lists every figure that
 differs between the two: a faster evaluation must give the same numbers.
 
-    git worktree add /tmp/before 205aa3d
+    git worktree add /tmp/before <older commit>
     OMP_NUM_THREADS=2 python benchmarks/eval_speed.py --data data/heldout_mix_3k.npz --before /tmp/before \
         --whole canary --rounds 2
 """

@@ -1,4 +1,4 @@
-"""Speed of the `lite` world-model size candidates (issue 7: d 128-192, 4-6 layers) in the play loop.
+"""Speed of the `lite` world-model size candidates (d 128-192, 4-6 layers) in the play loop.
 
 Each candidate is the `lite` config with another width (head size 32, FF 4d) and depth, random-init,
 bf16 where fast, driven through `DreamEngine` exactly as the game drives it: the frame pass (before
@@ -26,7 +26,7 @@ from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
 
 CANDIDATES = [(128, 4), (160, 4), (192, 4), (128, 6), (192, 6)]
-"""(d_model, n_layers) pairs named in issue 7."""
+"""(d_model, n_layers) pairs of the candidate sizes."""
 
 
 def engine_for(d: int, layers: int, seed: int) -> DreamEngine:

@@ -1,6 +1,6 @@
 """Run the benchmark matrix of `neuroplay bench` and write one JSON file and one Markdown table.
 
-Why a script beside the command: the README's table compares configurations (presets, bf16 vs fp32,
+Why a script beside the command: docs/performance.md's table compares configurations (presets, bf16 vs fp32,
 compiled or not). Each configuration runs in its own process, one after another, so peak memory is its
 own and no two measurements share the CPU; ratios between variants are taken from within one run
 (`--matrix`), because the load of a shared machine drifts between runs.

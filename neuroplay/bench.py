@@ -1,7 +1,7 @@
 """`neuroplay bench`: how fast the dream runs on this machine, measured rather than guessed.
 
 A command, not timed unit tests: speed depends on the machine and its load, so tests only check that it
-runs and writes its fields; the numbers go in the README with the machine recorded in the JSON.
+runs and writes its fields; the numbers go in docs/performance.md with the machine recorded in the JSON.
 
 What is measured (batch 1, after `--warmup` calls, `--steps` timed calls each, p50/p90/p95/p99 in ms):
 - `wm_frame_pass`, `wm_query`: the two halves of a block-causal (`lite`) step with the KV cache; only the

@@ -1,7 +1,7 @@
 """Model configurations and the presets (`spec`, `lite`, `lite2`, `tiny`, ...), all in one place.
 
 Every number that sizes a model lives in `VQConfig` or `WMConfig`; the modules read nothing else.
-`spec` is SPEC.md v2.1 verbatim, `lite` is the CPU real-time variant (block-causal attention with a
+`spec` is the reference design verbatim, `lite` is the CPU real-time variant (block-causal attention with a
 KV cache, see `neuroplay/models/world_model.py`), `lite2` is lite with fused queries (one pass per frame,
 `neuroplay/models/fused.py`), `tiny` and `tiny-fused` are the same code at toy size for tests.
 """
@@ -55,7 +55,7 @@ emulator can run (`neuroplay/session.py`); `tests/test_session.py` checks it aga
 
 @dataclass(frozen=True)
 class VQConfig:
-    """VQ-VAE v2.3 (SPEC.md, "Model 1")."""
+    """VQ-VAE v2.3 (the reference design, "Model 1": docs/design.md)."""
 
     in_channels: int = 3
     """RGB input."""
@@ -66,7 +66,7 @@ class VQConfig:
     latent_channels: int = 256
     """Width at the 21x16 bottleneck and codebook embedding dimension."""
     n_embeddings: int = 32
-    """Codebook size (SPEC v2.3: reduced for Atari)."""
+    """Codebook size (reference v2.3: reduced for Atari)."""
     n_residual: int = 2
     """Residual blocks at the bottleneck, in encoder and decoder each."""
     groups: int = 8
@@ -85,7 +85,7 @@ class VQConfig:
 
 @dataclass(frozen=True)
 class WMConfig:
-    """Temporal World Model v2.1 (SPEC.md, "Model 2") and its cached `lite` variant."""
+    """Temporal World Model v2.1 (the reference design, "Model 2": docs/design.md) and its cached `lite` variant."""
 
     n_vocab: int = 32
     """VQ-VAE codebook size."""
@@ -112,7 +112,7 @@ class WMConfig:
     film_scale: float = 0.2
     """FiLM strength: query * (1 + film_scale * tanh(action))."""
     attention: Literal["full", "block_causal"] = "full"
-    """`full`: SPEC.md (every token sees all 1681); `block_causal`: lite, exact KV caching."""
+    """`full`: the reference design (every token sees all 1681); `block_causal`: lite, exact KV caching."""
     rope_base: float = 100.0
     """Rotary base over frame time (block_causal only): frequencies base^(-i/half), i < half."""
     query_from_last_frame: bool = False
@@ -153,14 +153,14 @@ class Preset:
     notes: str = ""
     """Why this preset exists."""
     train: dict[str, Any] = field(default_factory=dict)
-    """Training-flag defaults that differ from SPEC.md for this preset (documented in the README)."""
+    """Training-flag defaults that differ from the reference design for this preset (docs/design.md)."""
 
 
 _LITE_VQ = VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64)
 _LITE_WM = WMConfig(d_model=128, n_heads=4, n_layers=4, d_ff=512, dropout=0.0, attention="block_causal",
                     query_from_last_frame=True)
 _LITE_TRAIN: dict[str, Any] = {"batch_size": 4, "seq_frames": 12, "lr": 1e-3, "warmup": 100, "rollout_ratio": 0.25}
-"""lite's CPU budget: more, smaller steps; a quarter of the steps are K-step rollouts (SPEC: half), because a
+"""lite's CPU budget: more, smaller steps; a quarter of the steps are K-step rollouts (reference: half), because a
 rollout step yields 5 targets a clip against 11 for a teacher-forced sequence."""
 
 _TINY_VQ = VQConfig(hidden_channels=8, mid_channels=16, latent_channels=16, n_residual=1, groups=4)
@@ -172,7 +172,7 @@ PRESETS: dict[str, Preset] = {
         name="spec",
         vq=VQConfig(),
         wm=WMConfig(),
-        notes="SPEC.md v2.1 exactly: full attention over 1681 tokens; GPU for training and real time.",
+        notes="The reference design exactly: full attention over 1681 tokens; GPU for training and real time.",
     ),
     "lite": Preset(
         name="lite",
@@ -190,7 +190,7 @@ PRESETS: dict[str, Preset] = {
         vq=_LITE_VQ,
         wm=dataclasses.replace(_LITE_WM, fused_query=True, action_layer=2),
         notes=(
-            "lite v2 (issue 18): lite with fused queries, one 336-token pass per dreamed frame; the action "
+            "lite v2: lite with fused queries, one 336-token pass per dreamed frame; the action "
             "enters at layer 2 of 4, so the lower half runs before the key is read. Same parameter shapes "
             "as lite: lite weights load into it as they are."
         ),
@@ -251,7 +251,7 @@ class DecodeConfig:
     mode: DecodeMode = "argmax"
     """argmax: the most likely code; sample: each token drawn on its own; coupled: sure tokens by argmax, the
     rest drawn together by one shared uniform (`neuroplay/models/decoding.py`). argmax is the default because
-    it measured better with today's models (README "Decoding the dream"); coupled is for a model sure enough
+    it measured better with today's models (docs/evaluation.md, "Decoding the dream"); coupled is for a model sure enough
     of the static game that only its true events are left uncertain."""
     temperature: float = 1.0
     """Softmax temperature of sample and coupled (below 1 sharpens)."""

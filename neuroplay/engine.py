@@ -1,6 +1,6 @@
 """The play-time step for any preset: tokens -> world model -> token decoder -> VQ decode -> uint8 frame.
 
-What makes it fast enough for 15 FPS on a laptop CPU (figures in the README, `neuroplay bench`):
+What makes it fast enough for 15 FPS on a laptop CPU (figures in docs/performance.md, `neuroplay bench`):
 - bf16 weights where the CPU has AVX-512 bf16 / AMX, or on CUDA (2x measured on the 2-core CPU here);
 - channels_last VQ decode; everything under `torch.inference_mode`;
 - block-causal models (`lite`) keep a KV cache: the newest frame's pass does not depend on the action,

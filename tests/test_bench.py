@@ -1,4 +1,4 @@
-"""`neuroplay bench` runs end to end and writes what the README table is built from.
+"""`neuroplay bench` runs end to end and writes what the performance tables are built from.
 
 No timing assertions: the speed goals (lite p95 < 50 ms, 15 FPS) depend on the machine and its load and
 are checked by running the benchmark (`benchmarks/run_benchmarks.py`), not by the test suite.

@@ -1,4 +1,4 @@
-"""The fast evaluation equals a straightforward one (issue 16), on real Breakout frames and `tiny` models of each
+"""The fast evaluation equals a straightforward one, on real Breakout frames and `tiny` models of each
 attention: `tiny-full` (spec: full attention, 4 frames), `tiny` (lite: block-causal, KV cache) and `tiny-fused`
 (lite2).
 

@@ -343,7 +343,7 @@ def test_analyze_cli(tmp_path: Path, breakout_file: Path, tiny_run: Path, capsys
 
 
 def test_gameplay_probes_on_the_perfect_and_copy_models() -> None:
-    """Bounce and flight of issue 15 on the toy game: the exact model turns with every real bounce and tracks
+    """Bounce and flight on the toy game: the exact model turns with every real bounce and tracks
     the ball to the pixel; copying the last frame turns never and leaves the ball behind."""
     from neuroplay.evaluation.gameplay import gameplay_probes
 

@@ -1,4 +1,4 @@
-"""Both models of SPEC.md: sizes, shapes, the quantizer's EMA and dead-code reset, attention variants."""
+"""Both models of the reference design: sizes, shapes, the quantizer's EMA and dead-code reset, attention variants."""
 
 from __future__ import annotations
 

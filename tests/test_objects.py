@@ -92,8 +92,8 @@ def test_bricks_per_row_counts_the_broken_bricks(game) -> None:
 def test_detector_reads_every_ball_a_player_sees() -> None:
     """The ball wherever a player sees it on its own (`RealEnv.lone_ball`, from the emulator's RAM): in the
     open, in a gap of the brick wall (in its row's colour), beside the paddle in the paddle rows, against either
-    wall. The detector before session 12 read here 48% of the gap balls, 24% of those in the paddle rows and 68%
-    of those at the right wall."""
+    wall. A detector that looks for red only above and below the wall reads here 48% of the gap balls, 24% of those in
+    the paddle rows and 68% of those at the right wall."""
 
     from neuroplay.envs.real import RealEnv
 

@@ -1,4 +1,4 @@
-"""Hybrid importance weights (SPEC.md v2.0) for the world-model loss.
+"""Hybrid importance weights (the reference design) for the world-model loss.
 
 Breakout is a black screen where under 1% of pixels change per step, so a plain cross-entropy is won by
 copying. Each target token gets
@@ -27,7 +27,7 @@ import torch
 
 @dataclass(frozen=True)
 class ImportanceConfig:
-    """Scales of the hybrid weighting (SPEC.md defaults)."""
+    """Scales of the hybrid weighting (the reference design's defaults)."""
 
     motion_scale: float = 2.0
     """Weight of the embedding-distance motion."""

@@ -68,7 +68,7 @@ class VQTrainConfig:
     val_frames: int = 1024
     """Fixed val frames for PSNR, the object figures and the best checkpoint."""
     codes: int = 0
-    """Codebook size (0: the preset's; more is a documented deviation from SPEC's 32)."""
+    """Codebook size (0: the preset's; more is a documented deviation from the reference's 32)."""
     recon: Literal["objects", "mse"] = "objects"
     """Reconstruction loss: objects (weighted, see training/vq_loss.py) or plain mse."""
     fg_weight: float = 20.0
@@ -80,7 +80,7 @@ class VQTrainConfig:
     worst_weight: float = 1.0
     """objects loss: weight of the worst-pixel term (0: off)."""
     reseed: Literal["worst", "random"] = "worst"
-    """Dead codes re-seeded from the worst-reconstructed encoder outputs, or random ones (SPEC)."""
+    """Dead codes re-seeded from the worst-reconstructed encoder outputs, or random ones (the reference)."""
     select: Literal["objects", "psnr"] = "objects"
     """Best checkpoint by the object figures (vq_score) or by val PSNR alone."""
     split_seed: int = 0

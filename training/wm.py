@@ -1,4 +1,4 @@
-"""`neuroplay train wm`: the world-model objective of SPEC.md v2.1, on cached tokens.
+"""`neuroplay train wm`: the world-model objective of the reference design, on cached tokens.
 
 Each step is, by a seeded coin with P(rollout) = rollout_ratio:
 - a standard batch: weighted CE of one step. For `spec` (full attention) that is B samples of
@@ -50,7 +50,7 @@ from training.wm_data import TokenSampler
 
 @dataclass
 class WMTrainConfig:
-    """Flags of `neuroplay train wm` (SPEC.md values as defaults)."""
+    """Flags of `neuroplay train wm` (the reference design's values as defaults)."""
 
     data: list[str] = field(default_factory=list)
     """Token files (.npz from `neuroplay train tokenize`)."""

@@ -4,7 +4,7 @@ The per-item `torch.utils.data.Dataset` views live in `neuroplay.data.datasets`;
 batches with one fancy-index per batch instead (no worker processes, no per-item Python), from RNGs
 seeded per step so that a resumed run draws exactly the batches the uninterrupted run drew. Windows never
 cross an episode boundary; a history that reaches before an episode's first frame repeats that frame.
-Human episodes are drawn `expert_weight` times as often (SPEC.md). Where the token file has `events`
+Human episodes are drawn `expert_weight` times as often (the reference design). Where the token file has `events`
 (launch, bounce, brick hit, lost ball: a few tokens in a few percent of frames), a training window whose
 target frames hold one is drawn (1 + `event_weight`) times as often, and one that holds a lost ball (the ball
 gone low, or the lives digit counting down: the rarest event, and the one the dream fails most) another

@@ -1,6 +1,6 @@
 """`neuroplay collect`: Breakout episodes from ALE's C++ vector env, saved in the project's format.
 
-`ale_py.vector_env.AtariVectorEnv` steps K emulators in C++ threads and already preprocesses as SPEC.md
+`ale_py.vector_env.AtariVectorEnv` steps K emulators in C++ threads and already preprocesses as the reference design
 (frameskip 4, max-pool of the last 2 frames, area resize to 84x64 RGB); `tests/test_collect.py` checks
 it against the single-env reference `RealEnv` pixel for pixel. No sticky actions, no no-op or FIRE
 resets, so `actions[i]` really takes `frames[i]` to `frames[i+1]` and an episode replays bit for bit

@@ -1,6 +1,6 @@
 """Train/val split and world-model samples as `torch.utils.data.Dataset`s.
 
-The split is by episode (SPEC.md: 90/10, seeded), so no frame of a val episode is ever trained on.
+The split is by episode (the reference design: 90/10, seeded), so no frame of a val episode is ever trained on.
 A sample at frame t of an episode has the history t-3..t; in the first 3 steps of an episode the history
 is padded by repeating the episode's first frame (the model sees a still screen, as at a real reset).
 Windows never cross an episode boundary: a K-step window from t needs t+K inside the same episode.
@@ -36,14 +36,14 @@ def history_rows(rows: np.ndarray, first: np.ndarray, w: int = HISTORY) -> np.nd
 
 
 def episode_weights(eps: Episodes, episodes: np.ndarray, expert_weight: float = 5.0) -> np.ndarray:
-    """Per-episode sampling weight: human play counts `expert_weight` times (SPEC.md)."""
+    """Per-episode sampling weight: human play counts `expert_weight` times (the reference design)."""
     return np.array([expert_weight if eps.sources[e] == "human" else 1.0 for e in episodes])
 
 
 class RolloutDataset(Dataset):
     """K-step windows: history (4, 21, 16), actions (K,), targets (K, 21, 16), all int64.
 
-    K=1 gives the 1-step samples of SPEC.md. Works on token files (the world model's input) and on pixel
+    K=1 gives the 1-step samples of the reference design. Works on token files (the world model's input) and on pixel
     files (then the arrays are (.., 84, 64, 3) uint8 images).
     """
 

@@ -1,6 +1,6 @@
 """The one dataset format: several episodes in one `.npz`, uint8 on disk, validated on load.
 
-Layout (README "Dataset format"):
+Layout (docs/training.md, "Dataset format"):
 
 - `frames`  (sum(N_e+1), 84, 64, 3) uint8 - or `tokens` (sum(N_e+1), 21, 16) uint8 for a token cache
 - `actions` (sum N_e,) uint8, `action[i]` took `frame[i]` to `frame[i+1]` of the same episode

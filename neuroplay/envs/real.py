@@ -1,6 +1,6 @@
 """The real game: ALE Breakout with the project's preprocessing, behind the same `reset`/`step` as the dream.
 
-Preprocessing (SPEC.md): RGB 210x160, frameskip 4, max over the last 2 raw frames (Atari sprites
+Preprocessing (the reference design): RGB 210x160, frameskip 4, max over the last 2 raw frames (Atari sprites
 flicker), resize to 84 high x 64 wide with `cv2.INTER_AREA`, uint8. Bulk collection uses ALE's C++
 `AtariVectorEnv`, which does the same; a test checks the two agree pixel for pixel. This single-env
 version is the reference, the game's "real" mode, and what the alignment test replays actions in.

@@ -1,4 +1,4 @@
-"""`neuroplay analyze vqvae | actions`: look inside a checkpoint (SPEC.md utils `analyze_vqvae`,
+"""`neuroplay analyze vqvae | actions`: look inside a checkpoint (the reference design's `analyze_vqvae`,
 `check_action_conditioning`).
 
 - vqvae: how the codebook is used (histogram, perplexity, dead codes: a share under 1% of the mean share, the

@@ -1,4 +1,4 @@
-"""The endless-dream probe (issue 15): a long autopilot game from the reset screen, read as a player would.
+"""The endless-dream probe: a long autopilot game from the reset screen, read as a player would.
 
 The shipped model's failure was visible only over time: after about a minute of autopilot play the paddle
 faded for good. So this probe plays `steps` frames with the tracker autopilot (`TrackerPolicy`, which reads
@@ -43,7 +43,7 @@ ENDLESS_GATES: dict[str, tuple[str, float]] = {
     "ball_in_play": (">=", 0.6),
     "bricks_broken": (">=", 10),
 }
-"""Issue 15's endless-dream gates over 2,000 autopilot steps."""
+"""The endless-dream gates over 2,000 autopilot steps."""
 PERSIST = 3
 """Frames a brick slot must keep its state to count as standing or empty."""
 

@@ -1,4 +1,4 @@
-"""Gameplay probes of issue 15, each beside the real game's figure on the same states.
+"""Gameplay probes, each beside the real game's figure on the same states.
 
 - `reset_launch`: from the reset screen (a fresh emulator's first frame and 3 NOOPs), FIRE shows a ball on
   the first dreamed frame, over `reset_tries` decoder seeds (argmax: every try alike); NOOP is the control.

@@ -1,4 +1,4 @@
-"""Frozen evaluation indices (SPEC.md "Gold Eval Suite"): which samples each tier scores, picked once.
+"""Frozen evaluation indices (the reference design's gold suite): which samples each tier scores, picked once.
 
 A sample is (episode, t): frame t of an episode with t >= 3 (a full 4-frame history t-3..t, no padding)
 and t+1 inside the episode; a horizon-h figure uses the samples with t+h inside it. Per split the file

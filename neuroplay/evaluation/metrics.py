@@ -1,8 +1,8 @@
-"""The world-model metrics of SPEC.md "Evaluation", each beside its copy-last-frame baseline.
+"""The world-model metrics of the reference design (docs/design.md), each beside its copy-last-frame baseline.
 
 Breakout's background is static (under 1% of pixels change per step), so token accuracy alone flatters any
 model: copying the last frame scores ~97%. Every figure here therefore comes with what copying the last real
-frame scores, and `changed_token_acc` scores only the tokens that move. Definitions (issue 5):
+frame scores, and `changed_token_acc` scores only the tokens that move. Definitions:
 
 - a sample is (episode, t) with t >= 3 and t+h inside the episode for horizon h (`indices.py`);
 - the model predicts from the sample's context as play's KV cache holds it: the real frames since

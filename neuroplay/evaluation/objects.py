@@ -37,7 +37,7 @@ VQ_GATES: dict[str, tuple[str, float]] = {
     "digits_agree": (">=", 0.99),
     "psnr": (">=", 36.0),
 }
-"""The tokenizer's gates (issue 14), on held-out frames."""
+"""The tokenizer's gates, on held-out frames."""
 
 
 class ObjectTally:

@@ -2,7 +2,7 @@
 
 Training keeps the checkpoint with the lowest val loss by default, but the loss is dominated by the static
 board: a checkpoint can lower it while the ball stops launching or the lives stop counting down. The play
-score is what a player would notice, from the probes of `neuroplay eval` (issue 15's gates; with eval's
+score is what a player would notice, from the probes of `neuroplay eval` (their gates; with eval's
 `--decode`, argmax in training's check): the mean of the rates below, each in [0, 1], over those measured.
 `neuroplay train wm --select play` keeps the checkpoint that scores best on it (training/wm.py); `neuroplay
 eval` prints it beside its parts.
@@ -23,7 +23,7 @@ PLAY_RATES: tuple[str, ...] = (
     "action_response_rate", "fire_launch_rate", "reset_launch_rate", "flight_visible", "bounce_rate", "hit_rate",
     "hit_score_rate", "lost_rate",
 )
-"""Probe rates where higher plays better (their gates: README, Evaluation)."""
+"""Probe rates where higher plays better (their gates: docs/evaluation.md)."""
 PLAY_INVERSE: tuple[str, ...] = ("noop_launch_rate", "reset_noop_rate")
 """Rates of things that must not happen (a ball launched by NOOP): they count as 1 - rate."""
 

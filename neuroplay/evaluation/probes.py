@@ -1,4 +1,4 @@
-"""Behaviour probes of issue 8, read from decoded dream frames with the game's own detector (`envs.breakout`).
+"""Behaviour probes, read from decoded dream frames with the game's own detector (`envs.breakout`).
 
 - Action response: from the same 4-frame history, holding RIGHT for `response_steps` moves the decoded paddle
   right of where it was in the last (decoded) history frame, and holding LEFT moves it left; the dreamed frames
@@ -196,8 +196,8 @@ def _fire_real(data: EvalData, states: np.ndarray, steps: int) -> dict[str, Any]
 def _delays(name: str, d: np.ndarray, steps: int) -> dict[str, Any]:
     """Summary of serve delays d (steps under FIRE until a ball shows; 0: the first frame), of the dream or of
     the real game from the same states (`_fire_real`). Right after a lost ball the real game serves 0-7 steps
-    later (issue 15, 50 serves: 22% at once), by a timer that the history cannot see; the probe's states have
-    gone 4 frames without a ball, and there the real game serves at once more often."""
+    later (22% of 50 such serves at once), by a timer that the history cannot see; the probe's states have gone
+    4 frames without a ball, and there the real game serves at once more often."""
     if len(d) == 0:
         return {f"{name}_n": 0}
     return {f"{name}_n": len(d), f"{name}_at_once": float(np.mean(d == 0)), f"{name}_within_5": float(np.mean(d < 5)),

@@ -3,7 +3,7 @@ emulator what it asks the dream.
 
 A probe starts a dream from a recorded state and then acts (holds FIRE, lets the tracker play). The recording
 holds only what the recorded player did, so until now the real figure beside the dream's came from other
-actions (the flight probe) or from another start (the serve delay: issue 15's measurement after a lost ball).
+actions (the flight probe) or from another start (the serve delay right after a lost ball).
 Breakout in ALE (no sticky actions, no random no-ops) is deterministic from its reset, so an episode made by
 `neuroplay collect` or `neuroplay play` replays frame for frame from its actions. `Replay` checks that it does,
 frame by frame against the file, and keeps the emulator state of every frame of the episodes that replay; an

@@ -95,7 +95,7 @@ probes' argmax figures beside them when the two differ."""
 
 
 def beats_copy_last(m: dict[str, Any]) -> dict[str, bool | None]:
-    """Issue 8's bar: better than copy-last on PSNR and token accuracy at each horizon (None: not measured)."""
+    """The bar: better than copy-last on PSNR and token accuracy at each horizon (None: not measured)."""
     pairs = [("val_acc", "copy_last_acc"), ("rollout_acc_h5", "copy_last_acc_h5"),
              ("rollout_acc_h10", "copy_last_acc_h10")] + [(f"rollout_psnr_h{h}", f"copy_last_psnr_h{h}")
                                                           for h in (1, 5, 10)]

@@ -5,7 +5,7 @@ the context play's cache would hold (`evaluation.dreamer.h1_logits`), so that a 
 pass. Rollouts to h10, mirror consistency and LEFT/RIGHT sensitivity cost ~35 frame passes a sample, so they run
 on a random subset (the tiers are in random order): the canary's first `CANARY_ROLLOUTS`, fastval's and gold's
 first `ROLLOUT_SHARE` (at least `CANARY_ROLLOUTS`). The canary runs small probes; fastval and gold the probe
-sizes of issue 8. Flags override all of it.
+sizes. Flags override all of it.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ CANARY_ROLLOUTS = 100
 ROLLOUT_SHARE = 0.1
 """fastval and gold roll out this share of their samples (3,000 samples: 300 rollouts, ~4% error at h10)."""
 ENDLESS_STEPS = {"canary": 300, "fastval": 2000, "gold": 2000}
-"""Per tier: autopilot steps of the endless-dream probe (issue 15's gates are over 2,000)."""
+"""Per tier: autopilot steps of the endless-dream probe (the endless gates are over 2,000)."""
 GAMEPLAY_STATES = {"canary": 12, "fastval": 100, "gold": 100}
-"""Per tier: states of each gameplay probe of issue 15 (`evaluation.gameplay`)."""
+"""Per tier: states of each gameplay probe (`evaluation.gameplay`)."""
 PROBES: dict[str, tuple[int, int, int]] = {"canary": (20, 10, 10), "fastval": (200, 100, 100), "gold": (200, 100, 100)}
 """Per tier: (action-response states, FIRE states, ball-alive states)."""
 

@@ -1,4 +1,4 @@
-"""How a dreamed frame's tokens are chosen from the world model's logits (issue 15).
+"""How a dreamed frame's tokens are chosen from the world model's logits.
 
 Breakout is deterministic given the full emulator state, but not given 4 frames: after a lost ball the
 serve comes 0-7 steps after FIRE, by a timer the history cannot see. From the model's side such events are
@@ -20,7 +20,7 @@ random, and three ways of reading its logits fail in three ways:
 
 One decoder object serves play (`DreamEngine`), eval rollouts and probes, so they show the same dream. The
 default is argmax, chosen by measurement: with the `next` world model (lite2, step 750) coupled at 0.9 drew
-so many of its uncertain tokens that the dream got worse on every figure (README "Decoding the dream").
+so many of its uncertain tokens that the dream got worse on every figure (docs/evaluation.md, "Decoding the dream").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""lite v2 (`fused_query`, issue 18): a frame's own tokens are the queries for the next frame.
+"""lite v2 (`fused_query`): a frame's own tokens are the queries for the next frame.
 
 The `lite` design runs two passes per dreamed frame: the new frame's 336 tokens (action-independent,
 cached) and a 337-token query block (action token + queries) that reads the cached window. Here the

@@ -1,4 +1,4 @@
-"""VQ-VAE v2.3 (SPEC.md "Model 1"): 84x64 RGB frame <-> 21x16 grid of codebook indices.
+"""VQ-VAE v2.3 (the reference design, "Model 1": docs/design.md): 84x64 RGB frame <-> 21x16 grid of codebook indices.
 
 Spec lines and how they are read here:
 - "ResidualBlock(256)": pre-activation block, x + Conv3(GELU(GN(Conv3(GELU(GN(x)))))). The spec does not

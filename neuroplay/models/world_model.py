@@ -1,7 +1,7 @@
-"""Temporal World Model v2.1 (SPEC.md "Model 2") and its exactly-cacheable `lite` variant.
+"""Temporal World Model v2.1 (the reference design, "Model 2": docs/design.md) and its exactly-cacheable `lite` variant.
 
 Both read 4 frames of 21x16 tokens plus an action and give logits over the 32 codes for each of the
-next frame's 336 tokens. Shared parts, as SPEC.md lists them: token embedding, action embedding with a
+next frame's 336 tokens. Shared parts, as the reference design lists them: token embedding, action embedding with a
 learnable scale, 2-D spatial position (row and column embeddings of d/2 each, concatenated), a per-action
 spatial bias (4, 21, 16, d) added to the query block, FiLM `query * (1 + 0.2 * tanh(action))`, pre-LN
 blocks, final LayerNorm, the last 336 positions, LayerNorm, Linear(d, 32).
