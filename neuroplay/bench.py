@@ -4,10 +4,11 @@ A command, not timed unit tests: speed depends on the machine and its load, so t
 runs and writes its fields; the numbers go in docs/performance.md with the machine recorded in the JSON.
 
 What is measured (batch 1, after `--warmup` calls, `--steps` timed calls each, p50/p90/p95/p99 in ms):
-- `wm_frame_pass`, `wm_query`: the two halves of a block-causal (`lite`) step with the KV cache; only the
+- `wm_frame_pass`, `wm_query`: the two halves of a step (the model's `prepare` and `next_logits`); only the
   query sits between key press and display (the engine runs the frame pass while waiting for the key).
-  For fused models (`lite2`) the frame pass is the commit of the previous frame under the action played
-  plus the layers below `action_layer`, and the query the layers from `action_layer` up;
+  For `lite` the frame pass is the new frame's pass into the KV cache; for `lite2` the commit of the previous
+  frame under the action played plus the layers below `action_layer`, the query the layers from it up; for
+  full attention the frame pass only rolls the window;
 - `wm_full`: the full recompute of one step (`spec`'s only path; for `lite` the window without a cache);
 - `decode_fp32`, `decode_fp32_cl`, `decode_bf16_cl`: VQ decode + uint8 conversion, plain vs the engine's;
 - `key_to_frame` (engine step after `prepare`: query, argmax, decode, to numpy) and `play_loop`
@@ -37,6 +38,8 @@ import torch
 from neuroplay import __version__
 from neuroplay.bench_report import format_table, machine_info, peak_rss_mb, ratios, stats, syncer, timeit
 from neuroplay.cliutil import add_dataclass_args, build
+from neuroplay.config import TOKEN_H, TOKEN_W
+from neuroplay.errors import UsageError
 
 ITEMS = ("wm", "decode", "loop", "train", "collect")
 
@@ -121,58 +124,42 @@ def load_models(cfg: BenchConfig) -> tuple[Any, Any, str, str]:
 
 
 # ------------------------------------------------------------------------------------------ items
-def bench_wm(
-    wm: Any, device: torch.device, cfg: BenchConfig, query: Any = None, forward: Any = None
-) -> dict[str, dict[str, float]]:
-    """World-model step alone: frame pass + query with the cache (block-causal), and the full recompute."""
+def bench_wm(wm: Any, device: torch.device, cfg: BenchConfig, next_logits: Any = None,
+             halves: bool = True) -> dict[str, dict[str, float]]:
+    """The world model's step alone, through its dream interface, in the game's order: the frame pass that needs no
+    key (`prepare`), then the keyed step (`next_logits`); and the full recompute over the 4-frame window.
+
+    Timed alternately, as the game runs them: for a fused model a frame pass without a query before it would
+    recompute the upper layers. `next_logits`: the engine's (compiled) step; default the model's. `halves=False`
+    times the full recompute alone."""
     g = torch.Generator().manual_seed(cfg.seed)
     c = wm.cfg
     hist = torch.randint(c.n_vocab, (1, c.max_history, c.n_tokens), generator=g).to(device)
+    h_act = torch.full((1, c.max_history - 1), 2, device=device)
     action = torch.tensor([2], device=device)
-    forward = forward or wm.forward
-    if getattr(wm, "fused", False):  # every history frame is conditioned on the action taken at it
-        h_act = torch.full((1, c.max_history - 1), 2, device=device)
-        out = {"wm_full": stats(timeit(lambda: forward(hist, action, history_actions=h_act), cfg.steps, cfg.warmup,
-                                       device))}
-    else:
-        out = {"wm_full": stats(timeit(lambda: forward(hist, action), cfg.steps, cfg.warmup, device))}
-    if wm.block_causal:
-        query = query or wm.query
-        with torch.inference_mode():
-            cache = wm.new_cache()
-            for t in hist[0, :-1]:
-                wm.observe(cache, t[None], action)
-            wm.push_frame(cache, hist[:, -1])
-        frame = hist[:, -1]  # the window stays 4 frames: each push drops the oldest
-        if getattr(wm, "fused", False):
-            out.update(_fused_halves(wm, cache, frame, action, query, device, cfg))
-        else:
-            out["wm_frame_pass"] = stats(timeit(lambda: wm.push_frame(cache, frame), cfg.steps, cfg.warmup, device))
-            out["wm_query"] = stats(timeit(lambda: query(cache, action), cfg.steps, cfg.warmup, device))
-    return out
-
-
-def _fused_halves(
-    wm: Any, cache: Any, frame: torch.Tensor, action: torch.Tensor, query: Any, device: torch.device,
-    cfg: BenchConfig,
-) -> dict[str, dict[str, float]]:
-    """A fused model's step halves, timed in the game's order: query (layers >= action_layer), then the next
-    frame pass (commit under the queried action, no recompute, + the layers below action_layer). Timed
-    alternately, not each alone: a push without a query before it would recompute the upper layers."""
-    sync, push_ms, query_ms = syncer(device), [], []
+    step = next_logits or wm.next_logits
     with torch.inference_mode():
+        window = wm.start(hist, h_act, cached=False)
+        out = {"wm_full": stats(timeit(lambda: wm.next_logits(window, action), cfg.steps, cfg.warmup, device))}
+        if not halves:
+            return out
+        state = wm.start(hist, h_act, one_by_one=True)
+        frame = hist[:, -1]  # the window stays 4 frames: each push drops the oldest
+        sync, push_ms, query_ms = syncer(device), [], []
         for i in range(cfg.warmup + cfg.steps):
+            wm.advance(state, frame, action)
             t0 = time.perf_counter()
-            query(cache, action)
+            wm.prepare(state)
             sync()
             t1 = time.perf_counter()
-            wm.push_frame(cache, frame, action)
+            step(state, action)
             sync()
             t2 = time.perf_counter()
             if i >= cfg.warmup:
-                query_ms.append((t1 - t0) * 1e3)
-                push_ms.append((t2 - t1) * 1e3)
-    return {"wm_frame_pass": stats(push_ms), "wm_query": stats(query_ms)}
+                push_ms.append((t1 - t0) * 1e3)
+                query_ms.append((t2 - t1) * 1e3)
+    out.update({"wm_frame_pass": stats(push_ms), "wm_query": stats(query_ms)})
+    return out
 
 
 def bench_decode(vq: Any, device: torch.device, cfg: BenchConfig) -> dict[str, dict[str, float]]:
@@ -180,7 +167,7 @@ def bench_decode(vq: Any, device: torch.device, cfg: BenchConfig) -> dict[str, d
     from neuroplay.models.vqvae import to_uint8_image
 
     g = torch.Generator().manual_seed(cfg.seed)
-    toks = torch.randint(vq.cfg.n_embeddings, (1, 21, 16), generator=g).to(device)
+    toks = torch.randint(vq.cfg.n_embeddings, (1, TOKEN_H, TOKEN_W), generator=g).to(device)
     z = vq.quantizer.to(device).lookup(toks)
     out = {}
     for name, dt, fmt in (("decode_fp32", torch.float32, torch.contiguous_format),
@@ -272,7 +259,7 @@ def bench_train(
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dist = (1 - torch.eye(wm_cfg.n_vocab)).to(device)
     imp, w, v, L = ImportanceConfig(), wm_cfg.max_history, wm_cfg.n_vocab, wm_cfg.n_tokens
-    seq = model.block_causal
+    seq = model.clip_training  # clips of n frames, or one-step windows
     frames = torch.randint(v, (b, n if seq else w + 1, L), device=device)
     actions = torch.randint(4, (b, n - 1 if seq else 1), device=device)
     amp = bf16_fast(device) and cfg.dtype != "fp32"
@@ -330,7 +317,7 @@ def bench_matrix(wm: Any, device: torch.device, cfg: BenchConfig) -> dict[str, A
         other = TemporalWorldModel(get_preset(p).wm).eval()
         for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             m = copy.deepcopy(other).to(device, dt).eval()
-            out[f"{p}_{name}"] = {"wm_full": bench_wm(m, device, cfg)["wm_full"]}
+            out[f"{p}_{name}"] = bench_wm(m, device, cfg, halves=False)
             del m
     return out
 
@@ -351,11 +338,11 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
 
     bad = sorted(set(cfg.items) - set(ITEMS))
     if bad:
-        raise ValueError(f"--items: unknown {', '.join(bad)}; choose from {', '.join(ITEMS)}")
+        raise UsageError(f"--items: unknown {', '.join(bad)}; choose from {', '.join(ITEMS)}")
     if cfg.steps < 1 or cfg.warmup < 0:
-        raise ValueError("--steps must be >= 1 and --warmup >= 0")
+        raise UsageError("--steps must be >= 1 and --warmup >= 0")
     if any(b < 1 for b in cfg.train_batch):
-        raise ValueError("--train-batch: batch sizes must be >= 1")
+        raise UsageError("--train-batch: batch sizes must be >= 1")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -366,7 +353,7 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
         "neuroplay_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": asdict(cfg), "machine": machine_info(device),
         "model": {"preset": preset_name, "source": source, "attention": wm_cfg.attention,
-                  "d_model": wm_cfg.d_model, "n_layers": wm_cfg.n_layers, "cached": engine.cached,
+                  "d_model": wm_cfg.d_model, "n_layers": wm_cfg.n_layers, "context_frames": wm.context_frames,
                   "fused_query": wm_cfg.fused_query, "action_layer": wm_cfg.action_layer,
                   "wm_params": sum(p.numel() for p in wm.parameters()),
                   "vq_params": sum(p.numel() for p in vq.parameters()),
@@ -374,7 +361,7 @@ def _bench(cfg: BenchConfig) -> dict[str, Any]:
         "timings_ms": {},
     }
     if "wm" in cfg.items:
-        res["timings_ms"].update(bench_wm(engine.wm, device, cfg, engine._query, engine._forward))
+        res["timings_ms"].update(bench_wm(engine.wm, device, cfg, engine._next))
     if "decode" in cfg.items:
         res["timings_ms"].update(bench_decode(vq, device, cfg))
     if "loop" in cfg.items:

@@ -21,6 +21,7 @@ from torch import nn
 
 from neuroplay import __version__
 from neuroplay.config import VQConfig, WMConfig, config_from_dict, config_to_dict
+from neuroplay.errors import NeuroplayError
 from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
 
@@ -30,7 +31,7 @@ CONFIG = "config.json"
 KINDS: dict[str, tuple[type, type]] = {"vqvae": (VQVAE, VQConfig), "world_model": (TemporalWorldModel, WMConfig)}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(NeuroplayError, RuntimeError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
 
 

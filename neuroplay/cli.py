@@ -56,12 +56,11 @@ def runner_for(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input or a clean stop: printed as one line, no traceback."""
-    from neuroplay.checkpoint import CheckpointError
-    from neuroplay.data.episodes import DatasetError
-    from training.common import TrainingStopped
+    """The project's own errors (bad input, a missing prerequisite, a clean stop): one line, no traceback.
+    Anything else, a torch shape error included, is a bug and keeps its traceback."""
+    from neuroplay.errors import NeuroplayError
 
-    return (CheckpointError, DatasetError, TrainingStopped, ValueError, FileNotFoundError, RuntimeError)
+    return (NeuroplayError,)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -49,7 +49,9 @@ def add_dataclass_args(
             parser.add_argument(f.name, nargs="+" if t.startswith("list") else None, **{"help": help_})
             continue
         flag = "--" + f.name.replace("_", "-")
-        if t == "bool":
+        if "choices" in f.metadata:  # e.g. --preset: the choices listed from the presets themselves
+            parser.add_argument(flag, choices=list(f.metadata["choices"]), **kw)
+        elif t == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif t.startswith("list"):
             parser.add_argument(flag, nargs="+", type=_scalar(t[5:-1]), metavar="X", **kw)

@@ -15,6 +15,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from neuroplay.errors import UsageError
+
 TOKEN_H = 21
 """Token grid height (84 / 4)."""
 TOKEN_W = 16
@@ -25,6 +27,8 @@ FRAME_W = 64
 """Preprocessed frame width in pixels."""
 N_ACTIONS = 4
 """Breakout's minimal action set."""
+HISTORY = 4
+"""Frames a sample's history holds (the reference design's 4): the window a prediction starts from."""
 
 
 class Action(IntEnum):
@@ -48,6 +52,10 @@ def _assets() -> Path:
 
 ASSETS = _assets()
 """Bundled models and frames: the repository's top-level `assets/`, else the installed copy."""
+SHIPPED_CHECKPOINT = ASSETS / "checkpoints" / "lite"
+"""The shipped pair (`vqvae/` + `wm/`): what `neuroplay play` dreams with unless told otherwise."""
+TOKENS_FILE = "atari_tokens_hires.npz"
+"""A run folder's token file, written by `train tokenize` and read by `train wm`."""
 START_FRAMES = ASSETS / "start_frames.npz"
 """The reset screen and 3 NOOP frames (a one-episode dataset file): the dream's first history when no
 emulator can run (`neuroplay/session.py`); `tests/test_session.py` checks it against ALE."""
@@ -107,7 +115,7 @@ class WMConfig:
     """Token grid height."""
     token_w: int = TOKEN_W
     """Token grid width."""
-    max_history: int = 4
+    max_history: int = HISTORY
     """Number of past frames the model sees."""
     film_scale: float = 0.2
     """FiLM strength: query * (1 + film_scale * tanh(action))."""
@@ -133,6 +141,12 @@ class WMConfig:
     def n_tokens(self) -> int:
         """Tokens per frame (336)."""
         return self.token_h * self.token_w
+
+    @property
+    def clip_training(self) -> bool:
+        """Whether one pass over a clip trains a target for every frame (block-causal attention); otherwise
+        training draws one-step samples of `max_history` frames."""
+        return self.attention == "block_causal"
 
     @property
     def seq_len(self) -> int:
@@ -219,10 +233,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+SHIPPED_PRESET = "lite2"
+"""The preset of the shipped world model (`assets/checkpoints/lite`): the default of every training command,
+the bench, the menu's Train screen and the hints."""
+
+
 def get_preset(name: str) -> Preset:
     """Look up a preset by name with a clear error."""
     if name not in PRESETS:
-        raise ValueError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise UsageError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
@@ -251,8 +270,8 @@ class DecodeConfig:
     mode: DecodeMode = "argmax"
     """argmax: the most likely code; sample: each token drawn on its own; coupled: sure tokens by argmax, the
     rest drawn together by one shared uniform (`neuroplay/models/decoding.py`). argmax is the default because
-    it measured better with today's models (docs/evaluation.md, "Decoding the dream"); coupled is for a model sure enough
-    of the static game that only its true events are left uncertain."""
+    it measured better with today's models (docs/evaluation.md, "Decoding the dream"); coupled is for a model
+    sure enough of the static game that only its true events are left uncertain."""
     temperature: float = 1.0
     """Softmax temperature of sample and coupled (below 1 sharpens)."""
     confident: float = 0.9
@@ -260,11 +279,11 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in ("argmax", "sample", "coupled"):
-            raise ValueError(f"--decode must be argmax, sample or coupled, got {self.mode!r}")
+            raise UsageError(f"--decode must be argmax, sample or coupled, got {self.mode!r}")
         if self.temperature <= 0:
-            raise ValueError(f"--temperature must be > 0, got {self.temperature}")
+            raise UsageError(f"--temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.confident <= 1.0:
-            raise ValueError(f"--confident must be in (0, 1], got {self.confident}")
+            raise UsageError(f"--confident must be in (0, 1], got {self.confident}")
 
     def label(self) -> str:
         """Short name for menus and reports."""

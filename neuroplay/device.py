@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from neuroplay.errors import UsageError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA, then MPS, then CPU; an unavailable explicit choice is a clear error."""
@@ -16,11 +18,11 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (use --device auto or cpu)")
+        raise UsageError("--device cuda: no CUDA device is available (use --device auto or cpu)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps: MPS is not available on this machine")
+        raise UsageError("--device mps: MPS is not available on this machine")
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ValueError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)")
+        raise UsageError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)")
     return torch.device(name)
 
 

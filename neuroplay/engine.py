@@ -10,15 +10,15 @@ What makes it fast enough for 15 FPS on a laptop CPU (figures in docs/performanc
   layers below `action_layer`; the key then costs only the layers from `action_layer` up and the decode.
   Full-attention models (`spec`) recompute the 1681-token forward each step (fine on a GPU, ~3 FPS on a
   2-core CPU);
-- optional `torch.compile` (`--compile`, off by default: 12-25 s start-up for 0-30% on a CPU; on CUDA
-  mode "reduce-overhead", i.e. CUDA graphs: not measured here, no GPU was lent). Not for fused models on
-  CUDA: their query keeps its keys/values in the cache, and CUDA graphs reuse output buffers.
+- optional `torch.compile` of the keyed step (`--compile`, off by default: 12-25 s start-up for 0-30% on a CPU).
+
+The engine speaks only the world model's dream interface (`start`, `prepare`, `next_logits`, `advance`), so it
+plays any preset alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +27,12 @@ import numpy as np
 import torch
 
 from neuroplay.checkpoint import load_pair
+from neuroplay.config import TOKEN_H, TOKEN_W
 from neuroplay.device import bf16_fast, resolve_device
+from neuroplay.models.cache import copy_state
 from neuroplay.models.decoding import DecodeConfig, TokenDecoder
 from neuroplay.models.vqvae import VQVAE, to_uint8_image
-from neuroplay.models.world_model import KVCache, TemporalWorldModel
+from neuroplay.models.world_model import DreamState, TemporalWorldModel
 
 Revised = tuple[torch.Tensor, np.ndarray] | None
 """Other tokens (336,) and their frame, or None to keep the step's own."""
@@ -76,16 +78,13 @@ class DreamEngine:
         """How the dream's tokens are drawn from the logits; reseeded by every `reset`, so a dream is a function
         of its start, its actions and the seed."""
         self.window = wm.cfg.max_history
-        self.cache: KVCache | None = None
-        self.history: deque[torch.Tensor] = deque(maxlen=self.window)
-        self.pending: torch.Tensor | None = None  # newest tokens not yet pushed into the cache
-        self.pending_action: torch.Tensor | None = None  # fused: the action that produced `pending`, to commit
-        self.last_tokens: torch.Tensor | None = None
-        # On CUDA, "reduce-overhead" replays the step as CUDA graphs (batch-1 steps are launch-bound there).
-        mode = "reduce-overhead" if self.device.type == "cuda" and not wm.fused else "default"
-        self._query = torch.compile(wm.query, mode=mode) if compile and wm.block_causal else wm.query
-        self._forward = torch.compile(wm.forward, mode=mode) if compile and not wm.block_causal else wm.forward
+        self.state: DreamState | None = None
+        """The dream's batch-1 state (KV cache or history), from the world model's `start`."""
+        self._next = torch.compile(wm.next_logits) if compile else wm.next_logits
         self._warm = False
+        self._start: tuple[tuple[bytes, bytes], DreamState] | None = None
+        """The last start (its tokens and actions, and the state): a game over's new game reuses it, saving the
+        history's frame passes (about 35 ms on a CPU, half a frame at 15 FPS)."""
 
     @classmethod
     def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", **kw: object) -> DreamEngine:
@@ -94,8 +93,9 @@ class DreamEngine:
         return cls(vq, wm, device, **kw)  # type: ignore[arg-type]
 
     @property
-    def cached(self) -> bool:
-        return self.wm.block_causal
+    def last_tokens(self) -> torch.Tensor | None:
+        """The newest frame's tokens (336,), or None before `reset`."""
+        return None if self.state is None or self.state.last_tokens is None else self.state.last_tokens[0]
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray) -> torch.Tensor:
@@ -128,16 +128,12 @@ class DreamEngine:
         if actions is not None and len(toks) > 1:
             given = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1)
             acts[max(0, len(acts) - len(given)) :] = given[-len(acts) :]
-        toks = toks[-self.window :] if not self.cached else toks
         self.seed = self.seed if seed is None else seed
         self.decoder.generator.manual_seed(self.seed)
-        self.history.clear()
-        self.cache = self.wm.new_cache() if self.cached else None
-        for t, a in zip(toks[:-1], acts[len(acts) - len(toks) + 1 :]):
-            self._push(t, a)
-        self.pending, self.last_tokens, self.pending_action = toks[-1], toks[-1], None
-        if not self.cached:
-            self.history.append(toks[-1])
+        key = (toks.cpu().numpy().tobytes(), acts.cpu().numpy().tobytes())
+        if self._start is None or self._start[0] != key:  # a new game starts from the same frames every time
+            self._start = (key, self.wm.start(toks[None], acts[None], one_by_one=True))
+        self.state = copy_state(self._start[1])  # a copy: the dream must not move the remembered start
         if not self._warm:
             self._warm_up()
         return self.decode(toks[-1:])[0]
@@ -147,64 +143,39 @@ class DreamEngine:
         """One untimed step on a throwaway state before the first real one: the first call of each kernel
         is several times slower (allocations, oneDNN primitives) and would be the game's first frame.
 
-        Compiled, the query is also run at a second frame time: dynamo specialises on the cache's integer
+        Compiled, the step is also run at a second frame time: dynamo specialises on the cache's integer
         time at first and recompiles (10-25 s on a CPU) when it changes, so that happens here, not in play.
         """
-        toks = torch.zeros(self.window, self.wm.n_tokens, dtype=torch.long, device=self.device)
+        toks = torch.zeros(1, self.window, self.wm.n_tokens, dtype=torch.long, device=self.device)
         a = torch.zeros(1, dtype=torch.long, device=self.device)
-        if self.cached:
-            cache = self.wm.new_cache()
-            for t in toks[:-1]:
-                self.wm.observe(cache, t[None], a)
-            self.wm.push_frame(cache, toks[-1:])
-            logits = self._query(cache, a).logits
-            if self._query is not self.wm.query:
-                self.wm.push_frame(cache, toks[:1], a if self.wm.fused else None)
-                logits = self._query(cache, a).logits
-        else:
-            logits = self._forward(toks[None], a).logits
-        self.decode(self.decoder(logits.float(), toks[-1:]))
+        state = self.wm.start(toks, toks.new_zeros(1, self.window - 1), one_by_one=True)
+        logits = self._next(state, a).logits
+        if self._next is not self.wm.next_logits:  # the keyed step always runs prepared, as in `logits`
+            self.wm.advance(state, toks[:, 0].clone(memory_format=torch.contiguous_format), a)
+            self.wm.prepare(state)
+            logits = self._next(state, a).logits
+        self.decode(self.decoder(logits.float(), toks[:, -1]))
         self.decoder.generator.manual_seed(self.seed)
         self._warm = True
 
-    def _push(self, t: torch.Tensor, action: torch.Tensor | None = None) -> None:
-        """A history frame (336,) with the action (scalar) taken at it into the cache (or the window)."""
-        if self.cached:
-            assert self.cache is not None
-            if action is not None and self.wm.fused:
-                self.wm.observe(self.cache, t[None], action.reshape(1))
-            else:
-                self.wm.push_frame(self.cache, t[None])
-        else:
-            self.history.append(t)
-
     @torch.inference_mode()
     def prepare(self) -> float:
-        """Run the action-independent frame pass now (call while waiting for input); returns ms.
+        """Run the frame pass that needs no key now (call while waiting for input); returns ms.
 
-        Fused models: commit the previous frame under the action played at it (no recompute: that action
-        was the step's query), then the new frame's layers below `action_layer`.
-        """
-        if not self.cached or self.pending is None:
+        Block-causal models push the newest frame (fused ones commit the frame before it under the action played
+        there, which was the step's own query, and run the new frame's layers below `action_layer`)."""
+        if self.state is None or self.state.pending is None:
             return 0.0
         t0 = time.perf_counter()
-        assert self.cache is not None
-        self.wm.push_frame(self.cache, self.pending[None], self.pending_action if self.wm.fused else None)
-        self.pending, self.pending_action = None, None
+        self.wm.prepare(self.state)
         return (time.perf_counter() - t0) * 1e3
 
     @torch.inference_mode()
     def logits(self, action: int) -> torch.Tensor:
         """Next-frame logits (336, V) for `action` without advancing the dream."""
+        assert self.state is not None, "reset the engine before stepping it"
         self.prepare()
-        a = torch.tensor([action], device=self.device)
-        if self.cached:
-            assert self.cache is not None
-            return self._query(self.cache, a).logits[0].float()
-        hist = list(self.history)
-        while len(hist) < self.window:  # a short start is padded by repeating the first frame
-            hist.insert(0, hist[0])
-        return self._forward(torch.stack(hist)[None], a).logits[0].float()
+        return self._next(self.state, torch.tensor([action], device=self.device)).logits[0].float()
 
     @torch.inference_mode()
     def step(self, action: int, revise: Revise | None = None) -> DreamStep:
@@ -224,19 +195,15 @@ class DreamEngine:
             toks, frame = chosen
         t3 = time.perf_counter()
         changed = int((toks != self.last_tokens).sum())
-        self.last_tokens = toks
-        if self.cached:
-            self.pending = toks
-            self.pending_action = torch.tensor([action], device=self.device)
-        else:
-            self.history.append(toks)
+        assert self.state is not None
+        self.wm.advance(self.state, toks[None], torch.tensor([action], device=self.device))
         timings = {"prepare": prep, "model": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
         return DreamStep(frame, toks.to(torch.uint8).cpu().numpy(), changed, timings)
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         """Tokens (B, 336) -> uint8 frames (B, 84, 64, 3)."""
-        z = self.vq.quantizer.lookup(tokens.long().view(-1, 21, 16)).to(self.dtype)
+        z = self.vq.quantizer.lookup(tokens.long().view(-1, TOKEN_H, TOKEN_W)).to(self.dtype)  # (B, 21, 16) codes
         z = z.contiguous(memory_format=torch.channels_last)
         return to_uint8_image(self.vq.decoder(z)).cpu().numpy()
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from neuroplay.cliutil import add_dataclass_args, build
 from neuroplay.config import DecodeConfig, DecodeMode
+from neuroplay.errors import UsageError
 
 
 @dataclass
@@ -69,14 +70,14 @@ class PlayConfig:
 
 def _check(cfg: PlayConfig) -> PlayConfig:
     if cfg.fps < 0:
-        raise ValueError(f"--fps must be >= 0, got {cfg.fps}")
+        raise UsageError(f"--fps must be >= 0, got {cfg.fps}")
     if cfg.scale < 0 or cfg.frames < 0 or cfg.threads < 0:
-        raise ValueError("--scale, --frames and --threads must be >= 0")
+        raise UsageError("--scale, --frames and --threads must be >= 0")
     DecodeConfig(cfg.decode, cfg.temperature, cfg.confident)  # raises one line naming the flag
     if cfg.mode == "record" and not cfg.out.endswith(".npz"):
-        raise ValueError(f"--out {cfg.out}: the dataset format is .npz")
+        raise UsageError(f"--out {cfg.out}: the dataset format is .npz")
     if cfg.video and not cfg.video.lower().endswith((".gif", ".mp4")):
-        raise ValueError(f"--video {cfg.video}: use a .gif or .mp4 file name")
+        raise UsageError(f"--video {cfg.video}: use a .gif or .mp4 file name")
     return cfg
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from neuroplay import __version__
 from neuroplay.data.collect import PREPROCESSING
 from neuroplay.data.episodes import DatasetError, Episodes
+from neuroplay.errors import UsageError
 
 SOURCE = "human"
 ASSISTED = "human+autopilot"
@@ -38,13 +39,13 @@ class Recorder:
     def __init__(self, path: str | Path, source: str = SOURCE, write_behind: bool = False) -> None:
         self.path = Path(path)
         if self.path.suffix != ".npz":
-            raise ValueError(f"--out {self.path}: the dataset format is .npz")
+            raise UsageError(f"--out {self.path}: the dataset format is .npz")
         try:  # refuse before anything is played, not at the first game over
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ValueError(f"--out {self.path}: cannot create its folder ({e.strerror or e})") from e
+            raise UsageError(f"--out {self.path}: cannot create its folder ({e.strerror or e})") from e
         if not os.access(self.path.parent, os.W_OK):
-            raise ValueError(f"--out {self.path}: its folder is not writable")
+            raise UsageError(f"--out {self.path}: its folder is not writable")
         self.source = source
         self.frames: list[np.ndarray] = []
         self.actions: list[int] = []

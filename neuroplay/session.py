@@ -13,7 +13,6 @@ frame while the recorded continuation plays beside it).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,17 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from neuroplay.config import ACTION_NAMES, START_FRAMES, Action
+from neuroplay.config import ACTION_NAMES, HISTORY, START_FRAMES, Action
 from neuroplay.data.episodes import Episodes
-from neuroplay.envs.dream import HISTORY, DreamEnv
+from neuroplay.envs.dream import DreamEnv
 from neuroplay.envs.players import RandomPolicy, TrackerPolicy
 from neuroplay.envs.real import MAX_EPISODE_STEPS, RealEnv
+from neuroplay.errors import SetupError, UsageError
 from neuroplay.models.decoding import DecodeConfig
+from neuroplay.psnr import psnr_uint8 as psnr
 from neuroplay.recorder import Recorder
 
 MODES = ("dream", "real", "compare", "record", "replay")
 NOOP, FIRE, RIGHT, LEFT = (int(a) for a in Action)
-PSNR_MAX = 100.0
 """PSNR of identical frames (instead of inf, so curves and JSON stay finite)."""
 CURVE_LEN = 300
 """Frames kept in the compare mode's running plot (20 s at 15 FPS)."""
@@ -59,12 +59,6 @@ def keys_to_action(keys: Keys) -> int:
 def token_accuracy(a: np.ndarray, b: np.ndarray) -> float:
     """Share of equal token ids."""
     return float(np.mean(np.asarray(a).reshape(-1) == np.asarray(b).reshape(-1)))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 frames (peak 255), capped at PSNR_MAX."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_MAX if mse == 0 else min(PSNR_MAX, 10 * math.log10(255.0**2 / mse))
 
 
 def diff_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -102,16 +96,16 @@ class Session:
                  autopilot: str = "off", fps: float = 15.0, max_steps: int = MAX_EPISODE_STEPS,
                  write_behind: bool = False) -> None:
         if mode not in MODES:
-            raise ValueError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+            raise UsageError(f"--mode: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode in ("dream", "compare") and dream is None:
-            raise ValueError(f"{mode} mode needs a world model checkpoint")
+            raise UsageError(f"{mode} mode needs a world model checkpoint")
         if mode == "record" and record_to is None:
-            raise ValueError("record mode needs --out FILE")
+            raise UsageError("record mode needs --out FILE")
         if mode == "replay":
             if episodes is None:
-                raise ValueError("replay mode needs an episode file")
+                raise UsageError("replay mode needs an episode file")
             if episodes.frames is None and dream is None:
-                raise ValueError("this file holds tokens; replaying it needs --checkpoint with its VQ-VAE")
+                raise UsageError("this file holds tokens; replaying it needs --checkpoint with its VQ-VAE")
         self.mode, self.dream, self.seed, self.fps = mode, dream, seed, fps
         self.real: RealEnv | None = None
         self.no_emulator = ""
@@ -119,7 +113,7 @@ class Session:
         if mode != "replay":
             try:
                 self.real = RealEnv(seed, max_steps=max_steps)
-            except RuntimeError as e:  # no ROM: only the dream can do without the emulator
+            except SetupError as e:  # no ROM: only the dream can do without the emulator
                 if mode != "dream" or not START_FRAMES.is_file():
                     raise
                 self.no_emulator = str(e)
@@ -201,7 +195,7 @@ class Session:
     def set_autopilot(self, kind: str) -> None:
         """'off', 'tracker' (the ball-tracking player) or 'random' (held random keys)."""
         if kind not in ("off", "tracker", "random"):
-            raise ValueError(f"--autopilot: unknown {kind!r} (off, tracker, random)")
+            raise UsageError(f"--autopilot: unknown {kind!r} (off, tracker, random)")
         self.autopilot = kind
         self.policy = (TrackerPolicy(noise=0.03, seed=self.seed) if kind == "tracker"
                        else RandomPolicy(self.seed, hold_max=8) if kind == "random" else None)

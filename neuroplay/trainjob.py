@@ -19,12 +19,18 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-STAGES = ("collect", "vqvae", "tokenize", "wm", "all")
-PRESETS = ("tiny", "lite", "spec")
-TOKENS_FILE = "atari_tokens_hires.npz"
+from neuroplay import config
+from neuroplay.config import SHIPPED_PRESET, TOKENS_FILE
+from neuroplay.errors import UsageError
+
+STAGES = ("all", "continue", "collect", "vqvae", "tokenize", "wm")
+"""What the Train screen can run: `all` trains the shipped preset from scratch (collecting first when no data is
+chosen), `continue` fine-tunes the shipped pair on a recording, the rest are single stages."""
+PRESETS = (SHIPPED_PRESET, *(p for p in config.PRESETS if p != SHIPPED_PRESET))
+"""The presets the Train screen offers, the shipped one first."""
 
 _BAR = re.compile(
     r"(?:(?P<desc>[\w-]+):\s*)?(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>[\d.]+[kMG]?)/(?P<total>[\d.]+[kMG]?)\s*"
@@ -38,11 +44,11 @@ class TrainSpec:
     """What the menu's train screen asks for."""
 
     stage: str
-    """collect, vqvae, tokenize, wm or all."""
-    preset: str = "lite"
-    """Model preset."""
+    """One of `STAGES`."""
+    preset: str = SHIPPED_PRESET
+    """Model preset (`continue` takes the pair's own)."""
     data: str = ""
-    """Episode file to train on (collect: the file to write)."""
+    """Episode file to train on (collect: the file to write; all: none means collect `frames` first)."""
     run_dir: str = ""
     """Run folder (default: runs/game-<time>)."""
     frames: int = 20_000
@@ -54,27 +60,37 @@ class TrainSpec:
     """More flags passed through."""
 
 
+def commands(spec: TrainSpec) -> list[list[str]]:
+    """The argvs that run `spec` one after another with this Python (`sys.executable`): one, or for `all`
+    without data, a collection and then the training on what it collected."""
+    if spec.stage == "all" and not spec.data:
+        data = f"data/collected-{time.strftime('%Y%m%d-%H%M%S')}.npz"
+        collect = replace(spec, stage="collect", data=data)
+        return [command(collect), command(replace(spec, data=data))]
+    return [command(spec)]
+
+
 def command(spec: TrainSpec) -> list[str]:
     """The argv that runs `spec` with this Python (`sys.executable`)."""
     if spec.stage not in STAGES:
-        raise ValueError(f"unknown stage {spec.stage!r}; choose one of {', '.join(STAGES)}")
+        raise UsageError(f"unknown stage {spec.stage!r}; choose one of {', '.join(STAGES)}")
     py = [sys.executable, "-u"]
     if spec.stage == "collect":
         out = spec.data or f"data/collected-{time.strftime('%Y%m%d-%H%M%S')}.npz"
         return [*py, "-m", "neuroplay.cli", "collect", "--frames", str(spec.frames), "--out", out, *spec.extra]
-    if not spec.data and spec.stage != "wm":
-        raise ValueError(f"{spec.stage}: choose an episode file to train on (collect one first)")
+    if not spec.data and spec.stage not in ("wm", "all"):
+        raise UsageError(f"{spec.stage}: choose an episode file to train on (record or collect one first)")
     run = spec.run_dir or f"runs/game-{time.strftime('%Y%m%d-%H%M%S')}"
     argv = [*py, "-m", "training.cli", spec.stage, "--run-dir", run, "--device", spec.device]
     if spec.stage == "wm":  # the world model trains on the run's token file (from `tokenize`)
         argv += ["--data", str(Path(run) / TOKENS_FILE)]
     else:
         argv += ["--data", spec.data]
-    if spec.stage != "tokenize":
+    if spec.stage not in ("tokenize", "continue"):
         argv += ["--preset", spec.preset]
     if spec.steps > 0:
         argv += ["--vq-steps", str(spec.steps), "--wm-steps", str(spec.steps)] if spec.stage == "all" else \
-            ["--steps", str(spec.steps)] if spec.stage in ("vqvae", "wm") else []
+            ["--steps", str(spec.steps)] if spec.stage in ("vqvae", "wm", "continue") else []
     return argv + list(spec.extra)
 
 
@@ -84,12 +100,12 @@ def check_inputs(spec: TrainSpec, cwd: str | Path | None = None) -> None:
     base = Path(cwd or ".")
     run = base / spec.run_dir if spec.run_dir else None
     if spec.stage == "collect" and spec.data and (base / spec.data).exists():
-        raise ValueError(f"collect: {spec.data} already exists; it is not overwritten")
+        raise UsageError(f"collect: {spec.data} already exists; it is not overwritten")
     if spec.stage == "tokenize" and (run is None or not (run / "vqvae" / "model.safetensors").is_file()):
-        raise ValueError(f"tokenize: {spec.run_dir or 'a new run folder'} has no vqvae/ yet: "
+        raise UsageError(f"tokenize: {spec.run_dir or 'a new run folder'} has no vqvae/ yet: "
                          "pick a run folder with a trained VQ-VAE, or the stage 'all'")
     if spec.stage == "wm" and (run is None or not (run / TOKENS_FILE).is_file()):
-        raise ValueError(f"wm: {spec.run_dir or 'a new run folder'} has no {TOKENS_FILE} yet: "
+        raise UsageError(f"wm: {spec.run_dir or 'a new run folder'} has no {TOKENS_FILE} yet: "
                          "pick a run folder where tokenize has run, or the stage 'all'")
 
 
@@ -143,12 +159,15 @@ def parse_line(line: str, p: Progress) -> bool:
 
 
 class TrainJob:
-    """One training subprocess: start, follow, cancel."""
+    """One training job, start, follow, cancel: one subprocess, or several run one after another (collect, then
+    train), the next starting only when the one before succeeded."""
 
-    def __init__(self, argv: list[str], run_dir: str | Path | None = None, cwd: str | Path | None = None,
-                 tail: int = 200) -> None:
-        self.argv, self.cwd = argv, cwd
-        self.run_dir = Path(run_dir) if run_dir else _flag(argv, "--run-dir")
+    def __init__(self, argv: list[str] | list[list[str]], run_dir: str | Path | None = None,
+                 cwd: str | Path | None = None, tail: int = 200) -> None:
+        self.argvs: list[list[str]] = [list(a) for a in argv] if argv and isinstance(argv[0], list) else [
+            list(argv)]  # type: ignore[list-item]
+        self.argv, self.cwd = self.argvs[-1], cwd
+        self.run_dir = Path(run_dir) if run_dir else _flag(self.argv, "--run-dir")
         self.progress = Progress()
         self.tail: deque[str] = deque(maxlen=tail)
         self.bar = ""
@@ -157,30 +176,50 @@ class TrainJob:
         self.cancelled = False
         self.started_at = 0.0
         """time.time() at start: checkpoints older than this are not this job's."""
+        self._rc: int | None = None
+        """The job's exit status once its last process has ended (or one failed)."""
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: TrainSpec, cwd: str | Path | None = None) -> TrainJob:
-        """The job for `spec`; ValueError (one line) if it cannot work: see `check_inputs`."""
+        """The job for `spec`; UsageError (one line) if it cannot work: see `check_inputs`."""
         check_inputs(spec, cwd)
-        return cls(command(spec), cwd=cwd)
+        return cls(commands(spec), cwd=cwd)
 
     def start(self) -> TrainJob:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        kw: dict = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
         self.started_at = time.time()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.cwd, env=env, **kw)
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self.proc = self._spawn(self.argvs[0])
+        self._reader = threading.Thread(target=self._run, daemon=True)
         self._reader.start()
         return self
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        kw: dict = {"start_new_session": True} if os.name == "posix" else {
+            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=self.cwd, env=env, **kw)
+
+    def _run(self) -> None:
+        """The reader thread: follow each process in turn; the next starts only after a clean exit."""
+        for i, argv in enumerate(self.argvs):
+            if i > 0:
+                with self._lock:
+                    if self.cancelled:
+                        break
+                    self.proc = self._spawn(argv)
+            assert self.proc is not None
+            self._read(self.proc)
+            rc = self.proc.wait()
+            if rc != 0 or self.cancelled:
+                break
+        self._rc = self.proc.returncode if self.proc is not None else None
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
         buf = b""
-        while chunk := self.proc.stdout.read1(4096):  # type: ignore[attr-defined]
+        while chunk := proc.stdout.read1(4096):  # type: ignore[attr-defined]
             buf += chunk
             *lines, buf = re.split(rb"[\r\n]", buf)
             for raw in lines:
@@ -207,14 +246,14 @@ class TrainJob:
         """'idle', 'running', 'done', 'failed' or 'cancelled'."""
         if self.proc is None:
             return "idle"
-        rc = self.proc.poll()
+        rc = self._rc if self._reader is not None and not self._reader.is_alive() else None
         if rc is None:
             return "running"
         return "cancelled" if self.cancelled else "done" if rc == 0 else "failed"
 
     @property
     def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        return self._rc if self._reader is not None and not self._reader.is_alive() else None
 
     def lines(self, n: int = 12) -> list[str]:
         """The last `n` log lines (progress bars left out; the latest bar is `self.bar`)."""
@@ -222,27 +261,36 @@ class TrainJob:
             return list(self.tail)[-n:]
 
     def cancel(self, timeout: float = 30.0) -> int | None:
-        """SIGINT (the trainer saves and exits), then terminate/kill if it does not stop in `timeout`."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGINT (the trainer saves and exits), then terminate/kill if it does not stop in `timeout`; no later
+        process of the job starts."""
+        if self.state != "running":
             return self.returncode
-        self.cancelled = True
-        try:
-            self.proc.send_signal(signal.SIGINT if os.name == "posix" else signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
+        with self._lock:
+            self.cancelled = True
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
             try:
-                return self.proc.wait(5)
+                proc.send_signal(signal.SIGINT if os.name == "posix" else signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self._reader is not None:
+            self._reader.join(10)
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        assert self.proc is not None
-        rc = self.proc.wait(timeout)
-        if self._reader is not None:
-            self._reader.join(5)
-        return rc
+        """Wait for the whole job (every process of it); its exit status."""
+        assert self._reader is not None
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            raise subprocess.TimeoutExpired(self.argv, timeout or 0)
+        assert self._rc is not None
+        return self._rc
 
     def checkpoint(self) -> Path | None:
         """The run folder if this job left a playable pair in it (`vqvae/` and a `wm/` written since the job

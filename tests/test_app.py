@@ -82,6 +82,25 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "no such file" in capsys.readouterr().err
 
 
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the project's own errors become one line: a torch shape error inside a command is a bug, and
+    hiding it behind `neuroplay: error:` would look like bad input."""
+    import torch
+
+    import neuroplay.play_cli as play_cli
+
+    def shape_bug(cfg):  # noqa: ANN001, ANN202
+        return torch.zeros(2, 3) @ torch.zeros(2, 3)
+
+    monkeypatch.setattr(play_cli, "run_game", shape_bug)
+    with pytest.raises(RuntimeError, match="shapes"):
+        main(["play", *COMMON, "--frames", "2"])
+    capsys.readouterr()
+    assert main(["bench", "--preset", "tiny", "--steps", "0"]) == 2  # a bad flag stays one line
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neuroplay: error: --steps") and len(err.splitlines()) == 1
+
+
 def test_a_missing_dependency_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import neuroplay.play_cli as play_cli
 

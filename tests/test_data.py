@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from neuroplay.cli import main as cli
 from neuroplay.data.collect import CollectConfig, collect, make_vector_env
-from neuroplay.data.datasets import RolloutDataset, split_episodes
+from neuroplay.data.datasets import split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.real import RealEnv
 
@@ -178,31 +179,61 @@ def test_save_is_atomic_on_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert path.read_bytes() == before and len(list(tmp_path.iterdir())) == 1
 
 
+def token_episodes(n: int = 3, length: int = 10) -> Episodes:
+    """Random token episodes (every frame distinct, so a window's rows can be read back from its tokens)."""
+    rng = np.random.default_rng(0)
+    return Episodes(
+        frames=None, tokens=rng.integers(0, 32, (n * (length + 1), 21, 16), dtype=np.uint8),
+        actions=rng.integers(0, 4, n * length).astype(np.uint8), rewards=np.zeros(n * length, np.float32),
+        dones=np.zeros(n * length, bool), episode_lengths=np.full(n, length, np.int64), sources=["random"] * n,
+        meta={},
+    )
+
+
+def _rows_of(eps: Episodes, tokens: torch.Tensor) -> np.ndarray:
+    """The file rows (...) whose frames are `tokens` (..., 336)."""
+    where = {np.asarray(t).tobytes(): i for i, t in enumerate(np.asarray(eps.tokens).reshape(len(eps.tokens), -1))}
+    flat = tokens.numpy().astype(np.uint8).reshape(-1, tokens.shape[-1])
+    return np.array([where[t.tobytes()] for t in flat]).reshape(tokens.shape[:-1])
+
+
 def test_split_is_by_episode_without_leakage() -> None:
+    from training.wm_data import TokenSampler
+
     train, val = split_episodes(50, 0.1, seed=0)
     assert len(val) == 5 and len(train) == 45 and not set(train) & set(val)
     assert np.array_equal(split_episodes(50, 0.1, seed=0)[1], val)
     assert not np.array_equal(split_episodes(50, 0.1, seed=1)[1], val)
-    eps = small_episodes(10, 12)
-    train, val = split_episodes(eps.n_episodes, 0.2, seed=0)
-    assert set(RolloutDataset(eps, val, k=1).episode_of) == set(val)
-    assert set(RolloutDataset(eps, train, k=1).episode_of) == set(train)
+    eps = token_episodes(10, 12)
+    s = TokenSampler(eps, 0.2, 0, 1.0)
+    assert np.array_equal(s.val_e, split_episodes(10, 0.2, seed=0)[1])
+    episode_of = np.repeat(np.arange(10), 13)  # file row -> episode (13 frames each)
+    g = torch.Generator().manual_seed(0)
+    for split, want in (("train", s.train_e), ("val", s.val_e)):
+        b = s.rollout_batch(200, 1, g, split)
+        assert set(episode_of[_rows_of(eps, b["targets"][:, 0])]) == set(want)
+    clips = s.sequence_batch(50, 6, g)["frames"]
+    assert set(episode_of[_rows_of(eps, clips).reshape(-1)]) <= set(s.train_e)
 
 
 def test_windows_stay_inside_episodes_and_pad_the_start() -> None:
-    eps = small_episodes(3, 10)
-    ds = RolloutDataset(eps, k=5)
-    assert len(ds) == 3 * (10 - 5 + 1)
-    for i in range(len(ds)):
-        s = ds[i]
-        ep = eps.episode(s["episode"])
-        t = s["t"]
-        assert t + 5 <= 10
-        assert np.array_equal(s["targets"].numpy(), ep.frames[t + 1 : t + 6])
-        assert np.array_equal(s["actions"].numpy(), ep.actions[t : t + 5])
-        want = ep.frames[np.maximum(np.arange(t - 3, t + 1), 0)]  # padded with the first frame
-        assert np.array_equal(s["history"].numpy(), want)
-    assert len(RolloutDataset(eps, k=1, pad_history=False)) == 3 * (10 - 3)
+    """The training sampler's K-step windows: targets and actions in step, never across an episode's end, the
+    history before an episode's start padded with its first frame (and NOOP as the padding's action)."""
+    from training.wm_data import TokenSampler
+
+    eps = token_episodes(3, 10)
+    s = TokenSampler(eps, 0.0, 0, 1.0)
+    b = s.rollout_batch(300, 5, torch.Generator().manual_seed(1))
+    tgt, hist = _rows_of(eps, b["targets"]), _rows_of(eps, b["history"])  # (B, 5), (B, 4) file rows
+    first = (tgt[:, 0] - 1) // 11 * 11  # each episode: 11 frames, 10 transitions
+    t = tgt[:, 0] - 1 - first  # the window's start frame within its episode
+    assert set(t) == set(range(6)) and (t + 5 <= 10).all()  # every start, none running past the end
+    assert (tgt == tgt[:, :1] + np.arange(5)).all()
+    trans = first // 11 * 10 + t
+    assert np.array_equal(b["actions"].numpy(), eps.actions[trans[:, None] + np.arange(5)])
+    assert np.array_equal(hist, np.maximum(first[:, None], tgt[:, :1] - 4 + np.arange(4)))
+    pad = hist[:, :-1] == hist[:, 1:]  # a padding copy of the first frame: its action is NOOP
+    assert pad.any() and (b["history_actions"].numpy()[pad] == 0).all()
 
 
 def test_data_cli_info_and_merge(tmp_path: Path, breakout_file: Path, capsys: pytest.CaptureFixture) -> None:

@@ -15,41 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from neuroplay.config import ARGMAX, DecodeConfig, DecodeMode, get_preset
+from neuroplay.config import DecodeConfig, DecodeMode
 from neuroplay.engine import DreamEngine
-from neuroplay.models.vqvae import VQVAE
-from neuroplay.models.world_model import TemporalWorldModel
-
-ATOL = 2e-4  # fp32 float error between two orders of the same sums (logits are O(1))
-
-
-def random_models(preset: str, seed: int = 0) -> tuple[VQVAE, TemporalWorldModel]:
-    """Random-init pair of a preset; the action bias is scaled up so actions visibly change the logits."""
-    torch.manual_seed(seed)
-    p = get_preset(preset)
-    wm = TemporalWorldModel(p.wm).eval()
-    with torch.no_grad():
-        wm.action_spatial_bias.mul_(25.0)
-    return VQVAE(p.vq).eval(), wm
-
-
-def random_tokens(shape: tuple[int, ...], seed: int = 0, n_vocab: int = 32) -> torch.Tensor:
-    return torch.randint(n_vocab, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def fp32_engine(preset: str, **kw: object) -> DreamEngine:
-    """A random-init engine in fp32, decoding by argmax unless told (its logits are near-uniform: a sampling
-    decoder would draw noise)."""
-    vq, wm = random_models(preset)
-    kw.setdefault("decode", ARGMAX)
-    return DreamEngine(vq, wm, "cpu", "fp32", **kw)  # type: ignore[arg-type]
+from tests.factories import ATOL, random_engine, random_pair, random_tokens
 
 
 # ------------------------------------------------------------------------------ cache == full forward
 @pytest.mark.parametrize("preset", ["tiny", "lite"])
 def test_cached_steps_equal_forward_sequence(preset: str) -> None:
     """Pushing frames one by one and querying gives forward_sequence's logits for every step."""
-    _, wm = random_models(preset)
+    _, wm = random_pair(preset)
     b, n = 2, 7
     frames = random_tokens((b, n, wm.n_tokens), seed=1)
     actions = random_tokens((b, n - 1), seed=2, n_vocab=4)
@@ -73,7 +48,7 @@ def test_cache_stays_exact_as_window_slides(preset: str) -> None:
     only the last 4 (as in a sliding-window LM): `forward` on a 4-frame history is the play-time function
     only for the first steps of a dream.
     """
-    _, wm = random_models(preset)
+    _, wm = random_pair(preset)
     span = 3 * wm.cfg.n_layers + 1
     n = span + 7
     frames = random_tokens((1, n, wm.n_tokens), seed=3)
@@ -102,7 +77,7 @@ def test_cache_stays_exact_as_window_slides(preset: str) -> None:
 def test_engine_logits_equal_model_forward(preset: str) -> None:
     """The engine's logits are the model's own forward on the same frames, before and after steps: the
     last 4 frames for full attention, the dream so far (started at time 0) for the cached models."""
-    eng = fp32_engine(preset)
+    eng = random_engine(preset)
     wm, w = eng.wm, eng.window
     hist = random_tokens((w, wm.n_tokens), seed=4)
     eng.reset(tokens=hist)
@@ -123,7 +98,7 @@ def test_engine_logits_equal_model_forward(preset: str) -> None:
 def test_short_start_is_padded_like_the_model() -> None:
     """A dream started from one frame still steps (full attention repeats the first frame to fill 4)."""
     for preset in ("tiny", "tiny-fused", "tiny-full"):
-        eng = fp32_engine(preset)
+        eng = random_engine(preset)
         frame = eng.reset(tokens=random_tokens((1, 336), seed=5))
         assert frame.shape == (84, 64, 3)
         assert eng.step(1).frame.shape == (84, 64, 3)
@@ -131,7 +106,7 @@ def test_short_start_is_padded_like_the_model() -> None:
 
 # ------------------------------------------------------------------------------ engine behaviour
 def test_reset_and_step_shapes() -> None:
-    eng = fp32_engine("tiny")
+    eng = random_engine("tiny")
     rng = np.random.default_rng(0)
     first = eng.reset(frames=rng.integers(0, 256, (4, 84, 64, 3), dtype=np.uint8))
     assert first.shape == (84, 64, 3) and first.dtype == np.uint8
@@ -151,7 +126,7 @@ def test_argmax_is_deterministic(preset: str) -> None:
     hist = random_tokens((4, 336), seed=6)
     runs = []
     for _ in range(2):
-        eng = fp32_engine(preset)
+        eng = random_engine(preset)
         eng.reset(tokens=hist)
         runs.append([eng.step(a).tokens for a in (0, 1, 2, 3, 2, 2)])
     for x, y in zip(*runs):
@@ -167,8 +142,8 @@ def test_sampling_is_reproducible_with_the_seed(mode: DecodeMode) -> None:
     restarts from the seed); another seed dreams otherwise."""
     hist = random_tokens((4, 336), seed=7)
     outs = []
-    eng = fp32_engine("tiny", decode=DecodeConfig(mode, confident=0.5), seed=3)
-    for e in (fp32_engine("tiny", decode=DecodeConfig(mode, confident=0.5), seed=3), eng, eng):
+    eng = random_engine("tiny", decode=DecodeConfig(mode, confident=0.5), seed=3)
+    for e in (random_engine("tiny", decode=DecodeConfig(mode, confident=0.5), seed=3), eng, eng):
         e.reset(tokens=hist)
         outs.append(np.stack([e.step(a).tokens for a in (0, 2, 3)]))
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -180,17 +155,19 @@ def test_sampling_is_reproducible_with_the_seed(mode: DecodeMode) -> None:
 def test_frame_pass_is_independent_of_the_action() -> None:
     """prepare() pushes the newest frame before any action is known; queries for any action leave the
     cache untouched, so the game can run the frame pass while it waits for the key."""
-    eng = fp32_engine("tiny")
+    eng = random_engine("tiny")
     eng.reset(tokens=random_tokens((4, 336), seed=8))
-    assert eng.pending is not None
-    assert eng.prepare() > 0 and eng.pending is None
+    eng.step(1)  # the step's frame waits, unpushed, for the frame pass
+    assert eng.state is not None and eng.state.pending is not None
+    assert eng.prepare() > 0 and eng.state.pending is None
     assert eng.prepare() == 0.0  # nothing left to do until the next step
-    assert eng.cache is not None
-    keys = [[k.clone() for k in layer] for layer in eng.cache.keys]
-    t = eng.cache.t
+    cache = eng.state.cache
+    assert cache is not None
+    keys = [[k.clone() for k in layer] for layer in cache.keys]
+    t = cache.t
     logits = [eng.logits(a) for a in range(4)]
-    assert eng.cache.t == t
-    for layer, saved in zip(eng.cache.keys, keys):
+    assert cache.t == t
+    for layer, saved in zip(cache.keys, keys):
         for k, k0 in zip(layer, saved):
             assert torch.equal(k, k0)
     torch.testing.assert_close(eng.logits(0), logits[0])  # querying twice gives the same answer
@@ -200,7 +177,7 @@ def test_frame_pass_is_independent_of_the_action() -> None:
 def test_cache_holds_only_frame_passes() -> None:
     """After steps under different actions, the engine's cache is exactly the frame passes of the frames
     it saw: the action of a step never leaks into the keys/values later steps attend to."""
-    eng = fp32_engine("tiny")
+    eng = random_engine("tiny")
     hist = random_tokens((4, 336), seed=9)
     eng.reset(tokens=hist)
     seen = list(hist)
@@ -211,8 +188,9 @@ def test_cache_holds_only_frame_passes() -> None:
     with torch.inference_mode():
         for t in seen:
             eng.wm.push_frame(ref, t[None])
-    assert eng.cache is not None and eng.cache.t == ref.t == len(seen)
-    for got, want in zip(eng.cache.keys + eng.cache.values, ref.keys + ref.values):
+    cache = eng.state.cache if eng.state is not None else None
+    assert cache is not None and cache.t == ref.t == len(seen)
+    for got, want in zip(cache.keys + cache.values, ref.keys + ref.values):
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
 
@@ -247,7 +225,7 @@ def test_compiled_engine_matches_eager_and_never_recompiles_in_play(preset: str)
     import torch._dynamo as dynamo
 
     dynamo.reset()
-    eager, compiled = fp32_engine(preset), fp32_engine(preset, compile=True)
+    eager, compiled = random_engine(preset), random_engine(preset, compile=True)
     start = random_tokens((4, 336), seed=11)
     eager.reset(tokens=start)
     compiled.reset(tokens=start)

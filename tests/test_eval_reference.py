@@ -21,36 +21,26 @@ import torch
 import torch.nn.functional as F
 
 from neuroplay.checkpoint import load_pair
-from neuroplay.config import get_preset
 from neuroplay.data.episodes import Episodes
-from neuroplay.evaluation.dreamer import context_frames
 from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, to_uint8
 from neuroplay.evaluation.indices import all_samples
 from neuroplay.evaluation.metrics import SANE_PSNR, evaluate, frame_psnr, paddle_move, paddle_x, psnr_from_mse
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.world_model import TemporalWorldModel
+from tests.factories import random_model
 
 H = 5
 
 
 def model(preset: str) -> TemporalWorldModel:
-    """Random init, with the action bias scaled up so that actions visibly change the predictions, and the
-    attention and output weights so that each token reads a few keys, not a blur of all: a prediction then
-    depends on the oldest frame of its context (at random init it barely does: 3e-5 in the logits)."""
-    torch.manual_seed(3)
-    wm = TemporalWorldModel(get_preset(preset).wm).eval()
-    with torch.no_grad():
-        wm.action_spatial_bias.mul_(25.0)
-        for blk in wm.blocks:
-            blk.attn.qkv.weight.mul_(8.0)
-            blk.attn.out.weight.mul_(4.0)
-    return wm
+    """Random init, sharpened so that a prediction depends on the oldest frame of its context."""
+    return random_model(preset, seed=3, sharpen=8.0, out_scale=4.0)
 
 
 @torch.inference_mode()
 def reference(vq, wm, eps: Episodes, samples: np.ndarray, n_roll: int) -> dict:
     """The figures of `evaluate(..., horizon=H, rollout_samples=n_roll)`, one sample at a time."""
-    ctx, s = context_frames(wm), defaultdict(float)
+    ctx, s = wm.context_frames, defaultdict(float)
     tally = defaultdict(ObjectTally)
     dec = lambda t: ((vq.decode(t.view(-1, 21, 16)).float().clamp(-1, 1) + 1) / 2)  # (n, 3, 84, 64) in [0, 1]
     enc = lambda f: vq.encode(f).reshape(len(f), -1)  # uint8 (n, 84, 64, 3) or [-1, 1] (n, 3, 84, 64)
@@ -159,7 +149,7 @@ def test_runs_give_each_sample_its_whole_context(preset: str) -> None:
     tokens_at = lambda e, f: tok[f0[e] + f]
     actions_at = lambda e, f: acts[a0[e] + f]
     s = np.array([[1, 30], [0, 3], [0, 4], [0, 9], [0, 20], [0, 21], [0, 22], [0, 50], [1, 8], [0, 59]])
-    ctx = dreamer.context_frames(wm)
+    ctx = wm.context_frames
     with torch.inference_mode():
         fast = dreamer.h1_logits(wm, s, tokens_at, actions_at)
         for i, (e, t) in enumerate(s):
@@ -167,10 +157,5 @@ def test_runs_give_each_sample_its_whole_context(preset: str) -> None:
             a = torch.from_numpy(actions_at(e, f)).long()[None]
             ref = wm(tokens_at(e, f)[None], a[:, -1], history_actions=a[:, :-1]).logits[0]
             torch.testing.assert_close(fast[i], ref, atol=1e-5, rtol=1e-5)
-        cut = dreamer.context_frames
-        try:
-            dreamer.context_frames = lambda _: 3
-            short = dreamer.h1_logits(wm, s, tokens_at, actions_at)
-        finally:
-            dreamer.context_frames = cut
+        short = dreamer.h1_logits(wm, s, tokens_at, actions_at, context=3)
     assert (short - fast).abs().max() > 1e-3

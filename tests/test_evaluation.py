@@ -19,10 +19,11 @@ from torch import nn
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.evaluation.frames import EvalData
 from neuroplay.evaluation.indices import TIER_SIZES, all_samples, load_or_create, pick_tiers
-from neuroplay.evaluation.metrics import PSNR_CAP, evaluate, psnr_from_mse
+from neuroplay.evaluation.metrics import evaluate
 from neuroplay.evaluation.probes import ball_alive, run_probes
 from neuroplay.evaluation.suite import frozen_samples
-from neuroplay.models.world_model import WorldModelOutput
+from neuroplay.models.interface import DreamModel, WorldModelOutput
+from neuroplay.psnr import PSNR_CAP, psnr_from_mse
 
 NOOP, FIRE, RIGHT, LEFT = 0, 1, 2, 3
 BG, PADDLE, BALL = 3, 1, 2
@@ -86,7 +87,7 @@ def parse(grid: torch.Tensor) -> tuple[int, tuple[int, int] | None]:
     return int(cols.float().mean().round()), (None if len(b) == 0 else (int(b[0, 0]), int(b[0, 1])))
 
 
-class GameModel(nn.Module):
+class GameModel(DreamModel):
     """The toy game's exact dynamics (`broken`: LEFT does nothing, which breaks mirror symmetry)."""
 
     def __init__(self, broken: bool = False) -> None:
@@ -103,14 +104,14 @@ class GameModel(nn.Module):
         return WorldModelOutput(nn.functional.one_hot(torch.stack(out), 32).float() * 10)
 
 
-class CopyModel(nn.Module):
+class CopyModel(DreamModel):
     """Predicts the last history frame, whatever the action."""
 
     def forward(self, history: torch.Tensor, action: torch.Tensor) -> WorldModelOutput:
         return WorldModelOutput(nn.functional.one_hot(history[:, -1], 32).float() * 10)
 
 
-class NoiseModel(nn.Module):
+class NoiseModel(DreamModel):
     """Random tokens: red patches everywhere, which a naive paddle/ball read would take for objects."""
 
     def forward(self, history: torch.Tensor, action: torch.Tensor) -> WorldModelOutput:

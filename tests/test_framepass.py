@@ -8,8 +8,6 @@ each test compares with the unpruned computation on models whose predictions dep
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +15,7 @@ import torch
 from neuroplay.config import get_preset
 from neuroplay.models import framepass
 from neuroplay.models.world_model import KVCache, TemporalWorldModel
+from tests.factories import random_model
 
 ATOL = 1e-4
 """Float noise of a different summation order; the sharpened keys are large, so 1e-4 (the oldest frame moves
@@ -25,18 +24,9 @@ the logits by 4e-2)."""
 
 def deep_model(preset: str, seed: int = 0) -> TemporalWorldModel:
     """`preset` at 4 layers (lite's depth: the pyramid spans 12 frames), with the attention sharpened so that a
-    prediction depends on its oldest frame (through three hops of attention) and the action bias scaled up so
-    that actions change the logits."""
-    torch.manual_seed(seed)
-    cfg = get_preset(preset).wm
-    cfg = replace(cfg, n_layers=4, **({"action_layer": 2} if cfg.fused_query else {}))
-    wm = TemporalWorldModel(cfg).eval()
-    with torch.no_grad():
-        wm.action_spatial_bias.mul_(25.0)
-        for blk in wm.blocks:
-            blk.attn.qkv.weight.mul_(32.0)  # sharp: a token reads a few keys (8x: 3e-5 reach)
-            blk.attn.out.weight.mul_(4.0)
-    return wm
+    prediction depends on its oldest frame (through three hops of attention)."""
+    fused = get_preset(preset).wm.fused_query
+    return random_model(preset, seed, n_layers=4, action_layer=2 if fused else None, sharpen=32.0, out_scale=4.0)
 
 
 def pushed(wm: TemporalWorldModel, frames: torch.Tensor, actions: torch.Tensor) -> KVCache:

@@ -10,37 +10,27 @@ model the action taken at every history frame. Mirrors `tests/test_engine.py` fo
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from neuroplay.config import ARGMAX, WMConfig, get_preset
+from neuroplay.config import WMConfig, get_preset
 from neuroplay.engine import DreamEngine
 from neuroplay.evaluation.dreamer import Dreamer, Dreamers, rollout
-from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
-
-from .test_engine import ATOL, random_tokens
+from tests.factories import ATOL, random_engine, random_model, random_tokens
 
 PRESET = "tiny-fused"
 
 
 def fused_model(action_layer: int | None = None, seed: int = 0) -> TemporalWorldModel:
-    """Random-init tiny fused model; the action bias is scaled up so actions visibly change the logits."""
-    torch.manual_seed(seed)
-    cfg = get_preset(PRESET).wm
-    wm = TemporalWorldModel(cfg if action_layer is None else replace(cfg, action_layer=action_layer)).eval()
-    with torch.no_grad():
-        wm.action_spatial_bias.mul_(25.0)
-    return wm
+    return random_model(PRESET, seed, action_layer=action_layer)
 
 
 def fused_engine(**kw: object) -> DreamEngine:
-    kw.setdefault("decode", ARGMAX)
-    return DreamEngine(VQVAE(get_preset(PRESET).vq).eval(), fused_model(), "cpu", "fp32", **kw)  # type: ignore[arg-type]
+    return random_engine(PRESET, **kw)
 
 
 # ------------------------------------------------------------------------------ config and shapes
@@ -196,15 +186,17 @@ def test_engine_logits_equal_model_forward() -> None:
 def test_engine_prepare_runs_the_lower_layers_before_the_key() -> None:
     eng = fused_engine()
     eng.reset(tokens=random_tokens((4, 336), seed=10))  # no actions: NOOP at the history frames
-    assert eng.pending is not None and eng.prepare() > 0 and eng.pending is None
-    assert eng.cache is not None and eng.cache.pending is not None
-    assert len(eng.cache.pending.keys) == eng.wm.cfg.action_layer == 1
+    st = eng.state
+    assert st is not None and st.pending is None  # the reset pushed the last history frame: nothing waits
+    assert st.cache is not None and st.cache.pending is not None  # ... but its action, the first key, is unknown
+    assert len(st.cache.pending.keys) == eng.wm.cfg.action_layer == 1
     assert eng.prepare() == 0.0
     logits = [eng.logits(a) for a in range(4)]
     assert not torch.allclose(logits[0], logits[2])
     s = eng.step(2)
-    assert eng.pending is not None and int(eng.pending_action) == 2
-    eng.prepare()  # commits the frame under RIGHT, which the step's query already computed
+    assert st.pending is not None and st.pending_action is not None and int(st.pending_action) == 2
+    assert eng.prepare() > 0 and st.pending is None
+    # the prepare committed the frame under RIGHT, which the step's query already computed
     with torch.inference_mode():
         ref = eng.wm.new_cache()
         for t, a in zip(random_tokens((4, 336), seed=10), (0, 0, 0, 2)):  # NOOP history, then the step's RIGHT

@@ -47,3 +47,26 @@ def test_the_emulator_answers_the_probes(breakout_file: Path) -> None:
     seen = tracker_flight(rep, flying, 20, np.arange(len(flying)), data.images(r), data.images(r - 1))
     assert len(flying) >= 4 and seen.mean() > 0.8
     assert seen[:, 0].all()  # the ball was moving: it is still there one step later
+
+
+def test_a_new_game_without_reloading_the_rom_is_the_same_game() -> None:
+    """`reset(seed)` reloads the ROM only for another seed (a reload costs two frames of the game loop when a game
+    over starts the next game); a game from `reset_game` after a long game plays exactly as a fresh one."""
+    from neuroplay.envs.real import RealEnv
+
+    fresh, used = RealEnv(seed=4), RealEnv(seed=4)
+    fresh.reset(seed=4)
+    used.reset(seed=4)
+    rng = np.random.default_rng(4)
+    for _ in range(600):
+        if used.step(int(rng.integers(4))).done:
+            used.reset(seed=4)
+    assert np.array_equal(used.reset(seed=4), fresh.frame)
+    for a in rng.integers(4, size=1500):
+        s, t = fresh.step(int(a)), used.step(int(a))
+        assert np.array_equal(s.frame, t.frame) and s.reward == t.reward and s.done == t.done
+        if s.done:
+            break
+    other = RealEnv(seed=4)
+    other.reset(seed=9)  # another seed still reloads
+    assert other._seed == 9

@@ -1,4 +1,4 @@
-"""`neuroplay train vqvae | tokenize | wm | all`: argument parsing and the `all` pipeline.
+"""`neuroplay train vqvae | tokenize | wm | all | continue`: argument parsing and the `all` pipeline.
 
 Also runnable as `python -m training.cli ...` (what the game's menu launches, and `torchrun` too).
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuroplay.cliutil import add_dataclass_args, build
-from neuroplay.config import get_preset
+from neuroplay.config import PRESETS, SHIPPED_PRESET, TOKENS_FILE, get_preset
 
 
 @dataclass
@@ -20,8 +20,8 @@ class AllConfig:
 
     data: list[str] = field(default_factory=list)
     """Episode files (.npz) to train on."""
-    preset: str = "lite"
-    """Model preset: spec, lite or tiny."""
+    preset: str = field(default=SHIPPED_PRESET, metadata={"choices": PRESETS})
+    """Model preset (`neuroplay/config.py`); the default is the shipped model's."""
     run_dir: str = "runs/default"
     """Run folder: checkpoints, logs, TensorBoard."""
     vq_steps: int = 6000
@@ -41,6 +41,7 @@ class AllConfig:
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from training.finetune import ContinueConfig
     from training.tokenize import TokenizeConfig
     from training.vqvae import VQTrainConfig
     from training.wm import WMTrainConfig
@@ -52,17 +53,19 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         ("tokenize", TokenizeConfig, "encode all frames to a uint8 token file"),
         ("wm", WMTrainConfig, "train the world model on token files"),
         ("all", AllConfig, "vqvae, tokenize and wm in order"),
+        ("continue", ContinueConfig, "continue a trained pair (the shipped one by default) on your episodes"),
     ]:
         sp = stages.add_parser(name, help=help_, description=(cls.__doc__ or "").strip())
         add_dataclass_args(sp, cls)
 
 
 def _defaults(args: argparse.Namespace) -> dict:
-    preset = getattr(args, "preset", None) or "lite"
+    preset = getattr(args, "preset", None) or SHIPPED_PRESET
     return dict(get_preset(preset).train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from training.finetune import ContinueConfig, run_continue
     from training.tokenize import TokenizeConfig, tokenize
     from training.vqvae import VQTrainConfig, train_vqvae
     from training.wm import WMTrainConfig, train_wm
@@ -73,6 +76,8 @@ def run_train(args: argparse.Namespace) -> int:
         tokenize(build(TokenizeConfig, args))
     elif args.stage == "wm":
         train_wm(build(WMTrainConfig, args, _defaults(args)))
+    elif args.stage == "continue":
+        run_continue(build(ContinueConfig, args))
     else:
         run_all(build(AllConfig, args))
     return 0
@@ -80,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_all(cfg: AllConfig) -> None:
     """The three stages in one run folder; with --resume, finished stages are skipped."""
-    from training.tokenize import TOKENS_FILE, TokenizeConfig, tokenize
+    from training.tokenize import TokenizeConfig, tokenize
     from training.vqvae import VQTrainConfig, train_vqvae
     from training.wm import WMTrainConfig, train_wm
 

@@ -23,11 +23,12 @@ from torch import nn
 
 from neuroplay.checkpoint import CheckpointError, atomic_write_bytes, kind_of, load_checkpoint, save_checkpoint
 from neuroplay.device import bf16_fast
+from neuroplay.errors import NeuroplayError
 
 STATE_FILE = "train_state.pt"
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(NeuroplayError, RuntimeError):
     """Training stopped on purpose (non-finite loss); the message says why and what was kept."""
 
 

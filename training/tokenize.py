@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from neuroplay.checkpoint import load_checkpoint, tokens_root
+from neuroplay.config import TOKENS_FILE
 from neuroplay.data.episodes import Episodes, file_hash
 from neuroplay.device import resolve_device
 from neuroplay.envs.events import EVENT_BITS, frame_events
-
-TOKENS_FILE = "atari_tokens_hires.npz"
 
 
 @dataclass

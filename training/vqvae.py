@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from neuroplay.checkpoint import read_info, save_checkpoint, tokens_root
-from neuroplay.config import get_preset
+from neuroplay.config import PRESETS, SHIPPED_PRESET, get_preset
 from neuroplay.data.datasets import split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
 from neuroplay.evaluation.objects import ObjectTally, gates, vq_score
 from neuroplay.models.vqvae import VQVAE, to_uint8_image
+from neuroplay.psnr import psnr_from_mse
 from training.common import (
     RunLogger,
     autocast,
@@ -49,8 +50,8 @@ class VQTrainConfig:
 
     data: list[str] = field(default_factory=list)
     """Episode files (.npz) to train on."""
-    preset: str = "lite"
-    """Model preset: spec, lite or tiny."""
+    preset: str = field(default=SHIPPED_PRESET, metadata={"choices": PRESETS})
+    """Model preset (`neuroplay/config.py`); the default is the shipped model's."""
     run_dir: str = "runs/default"
     """Run folder: checkpoints, logs, TensorBoard."""
     steps: int = 6000
@@ -112,8 +113,7 @@ class VQTrainConfig:
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of images in [-1, 1] (measured on [0, 1])."""
-    mse = F.mse_loss((a.float() + 1) / 2, (b.float() + 1) / 2).item()
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+    return psnr_from_mse(F.mse_loss((a.float() + 1) / 2, (b.float() + 1) / 2).item())
 
 
 def frame_indices(eps: Episodes, episodes: np.ndarray) -> np.ndarray:
@@ -201,7 +201,7 @@ def train_vqvae(cfg: VQTrainConfig) -> Path:
             if step % cfg.log_every == 0 or step == cfg.steps:
                 q = model.quantizer
                 scalars = {
-                    "loss": loss.item(), "recon_mse": rec.item(), "psnr": 10 * np.log10(4 / max(rec.item(), 1e-12)),
+                    "loss": loss.item(), "recon_mse": rec.item(), "psnr": psnr_from_mse(rec.item() / 4),  # on [-1, 1]
                     "perplexity": out.perplexity.item(), "codes_used": int((q.ema_count > 1e-3).sum()),
                     "dead_resets": int(q.n_resets), "frames_per_s": seen / (time.time() - t0),
                     "lr": opt.param_groups[0]["lr"],
@@ -252,7 +252,7 @@ def evaluate_vq(model: VQVAE, frames: torch.Tensor, device: torch.device, batch:
         n += t.numel()
         tally.add(x.cpu().numpy(), to_uint8_image(rec.cpu()).numpy())
     mse = se / max(n, 1)
-    out: dict[str, Any] = {"psnr": float("inf") if mse == 0 else float(10 * np.log10(1 / mse)), **tally.summary()}
+    out: dict[str, Any] = {"psnr": psnr_from_mse(float(mse)), **tally.summary()}
     out["vq_score"] = vq_score(out)
     out["gates_passed"] = sum(gates(out).values())
     return out

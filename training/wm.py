@@ -27,8 +27,9 @@ from typing import Any, Literal
 import torch
 
 from neuroplay.checkpoint import load_checkpoint, read_info, save_checkpoint
-from neuroplay.config import get_preset
+from neuroplay.config import PRESETS, SHIPPED_PRESET, get_preset
 from neuroplay.device import resolve_device
+from neuroplay.errors import UsageError
 from neuroplay.models.world_model import TemporalWorldModel
 from training.common import (
     RunLogger,
@@ -54,8 +55,8 @@ class WMTrainConfig:
 
     data: list[str] = field(default_factory=list)
     """Token files (.npz from `neuroplay train tokenize`)."""
-    preset: str = "lite"
-    """Model preset: spec, lite or tiny."""
+    preset: str = field(default=SHIPPED_PRESET, metadata={"choices": PRESETS})
+    """Model preset (`neuroplay/config.py`); the default is the shipped model's."""
     run_dir: str = "runs/default"
     """Run folder: checkpoints, logs, TensorBoard."""
     vq_checkpoint: str = ""
@@ -229,7 +230,7 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
     from neuroplay.evaluation.suite import frozen_samples
 
     if not (vq_dir / "config.json").exists():
-        raise ValueError(f"--select play needs the VQ-VAE to see the dream: no checkpoint in {vq_dir} "
+        raise UsageError(f"--select play needs the VQ-VAE to see the dream: no checkpoint in {vq_dir} "
                          "(give --vq-checkpoint)")
     vq, vq_info = load_checkpoint(vq_dir, "vqvae", device)
     data, samples = frozen_samples(cfg.data, "canary", "val", Path(cfg.run_dir) / "play_indices.json",
@@ -246,18 +247,18 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
 def train_wm(cfg: WMTrainConfig) -> Path:
     """Train, checkpointing into `<run_dir>/wm` (best canary by --select) and `<run_dir>/last/wm` (resume)."""
     if cfg.select not in ("loss", "play"):
-        raise ValueError(f"--select must be loss or play, got {cfg.select!r}")
+        raise UsageError(f"--select must be loss or play, got {cfg.select!r}")
     if cfg.play_states < 1:
-        raise ValueError(f"--play-states must be >= 1, got {cfg.play_states}")
+        raise UsageError(f"--play-states must be >= 1, got {cfg.play_states}")
     if not 0.0 <= cfg.self_forcing <= 1.0:
-        raise ValueError(f"--self-forcing must be in [0, 1], got {cfg.self_forcing}")
+        raise UsageError(f"--self-forcing must be in [0, 1], got {cfg.self_forcing}")
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if dist_info.world > 1 and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     preset = get_preset(cfg.preset)
-    if cfg.self_forcing > 0 and preset.wm.attention != "block_causal":
-        raise ValueError(f"--self-forcing needs a block-causal preset (it acts on sequence batches); {cfg.preset} "
+    if cfg.self_forcing > 0 and not preset.wm.clip_training:
+        raise UsageError(f"--self-forcing needs a block-causal preset (it acts on sequence batches); {cfg.preset} "
                          "trains on rollouts, whose history is already the model's own")
     run = Path(cfg.run_dir)
     data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight, cfg.event_weight,
@@ -322,7 +323,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                                              b["targets"].to(device), dist, imp, cfg, g,
                                              b["history_actions"].to(device))
                     n_targets = cfg.batch_size * cfg.rollout_steps
-                elif model.block_causal:
+                elif model.clip_training:
                     b = data.sequence_batch(cfg.batch_size, cfg.seq_frames, g)
                     frames, acts = b["frames"].to(device), b["actions"].to(device)
                     inputs = None

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroplay.checkpoint import CheckpointError
-from neuroplay.config import ASSETS
+from neuroplay.config import ASSETS, SHIPPED_CHECKPOINT
 
-DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "lite"
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT
 
 
 def is_pair(d: Path) -> bool:
@@ -37,7 +37,7 @@ def resolve_checkpoint(checkpoint: str | Path | None, required: bool = True) -> 
     raise CheckpointError(
         f"no world model found (the bundled {DEFAULT_CHECKPOINT} is missing); pass --checkpoint RUN_DIR "
         "or train one: neuroplay collect --frames 200000 --out data/breakout.npz && "
-        "neuroplay train all --data data/breakout.npz --preset lite --run-dir runs/lite")
+        "neuroplay train all --data data/breakout.npz --run-dir runs/mine")
 
 
 def find_checkpoints(extra: list[str | Path] | None = None) -> list[Path]:

@@ -25,6 +25,7 @@ from neuroplay.app.screen import draw_play
 from neuroplay.app.train_screen import TrainScreen
 from neuroplay.app.video import VideoWriter, save_png, stamp_path
 from neuroplay.app.widgets import KeyScript, Row, RowsScreen, cycle_index
+from neuroplay.errors import SetupError, UsageError
 from neuroplay.models.decoding import DecodeConfig
 from neuroplay.session import Keys, Session, open_session
 
@@ -65,7 +66,7 @@ class App:
             self.screen = pygame.display.set_mode(self._size(cfg.mode), pygame.RESIZABLE)
         except pygame.error as e:
             pygame.quit()
-            raise RuntimeError(f"no display available ({e}); run with --headless, or set DISPLAY "
+            raise SetupError(f"no display available ({e}); run with --headless, or set DISPLAY "
                                "(e.g. under Xvfb: xvfb-run neuroplay play)") from e
         pygame.display.set_caption("neuroplay - Breakout dreamed by a world model")
         self.fonts = draw.fonts()
@@ -175,7 +176,7 @@ class App:
         try:
             ckpt = resolve_checkpoint(self.checkpoint, required=mode in ("dream", "compare"))
             if mode == "replay" and not self.replay_file:
-                raise ValueError("replay needs an episode file (neuroplay replay FILE, or record one first)")
+                raise UsageError("replay needs an episode file (neuroplay replay FILE, or record one first)")
         except Exception as e:
             if from_cli:
                 raise

@@ -1,4 +1,7 @@
-"""The menu's Train screen: pick a stage and preset, run it as a subprocess, watch it, cancel it, play it.
+"""The menu's Train screen: pick a job and preset, run it as a subprocess, watch it, cancel it, play it.
+
+Its first job does something useful on any install: it continues the shipped pair on the player's recordings
+when there are some, else trains the shipped preset from scratch, collecting data first when there is none.
 
 All process handling is in `neuroplay.trainjob` (no pygame); this screen only offers the choices,
 draws the progress (step, loss, ETA, log tail) and turns keys into start / cancel / play.
@@ -17,6 +20,7 @@ import pygame
 from neuroplay.app import draw
 from neuroplay.app.catalog import find_datasets
 from neuroplay.app.widgets import Row, RowsScreen, cycle_index
+from neuroplay.config import TOKENS_FILE
 from neuroplay.trainjob import PRESETS, STAGES, TrainJob, TrainSpec
 
 STEP_CHOICES = [0, 100, 1000, 5000, 20000]
@@ -28,7 +32,7 @@ class TrainScreen:
 
     def __init__(self, datasets: list[str], on_back: Callable[[], None],
                  on_play: Callable[[Path], None], device: Callable[[], str], cwd: str | Path | None = None) -> None:
-        self.spec = TrainSpec(stage="all", preset="lite", device="auto")
+        self.spec = TrainSpec(stage="all", device="auto")
         self.extra_datasets = datasets
         self.on_back, self.on_play, self.device, self.cwd = on_back, on_play, device, cwd
         self.job: TrainJob | None = None
@@ -36,7 +40,7 @@ class TrainScreen:
         self.notice = ""
         self.rows = RowsScreen("Train a model", [
             Row("stage", lambda: self.spec.stage, lambda d: self._set("stage", STAGES, d)),
-            Row("preset", lambda: self.spec.preset, lambda d: self._set("preset", PRESETS, d)),
+            Row("preset", self._preset_label, lambda d: self._set("preset", PRESETS, d)),
             Row("data", self._data_label, self._cycle_data),
             Row("steps", lambda: str(self.spec.steps or "default"), lambda d: self._set("steps", STEP_CHOICES, d)),
             Row("run folder", lambda: self.run_choice, self._cycle_run),
@@ -44,19 +48,28 @@ class TrainScreen:
             Row("Back", enter=on_back),
         ], ["Up/Down choose, Left/Right change, Enter start.", "While training: C cancels (it saves), "
             "Esc goes back to the menu (training goes on)."])
-        datasets_now = self.datasets()
-        self.spec.data = str(datasets_now[0]) if datasets_now else ""
+        recordings = [p for p in self.datasets() if p.parent.name == "recordings"]
+        if recordings:  # the player's own play: continue the shipped pair on it
+            self.spec.stage, self.spec.data = "continue", str(recordings[0])
+        else:  # train from scratch on collected data, or collect first
+            datasets_now = self.datasets()
+            self.spec.data = str(datasets_now[0]) if datasets_now else ""
 
     # ------------------------------------------------------------------ choices
     def datasets(self) -> list[Path]:
         return find_datasets(list(self.extra_datasets))
 
+    def _preset_label(self) -> str:
+        return "the shipped pair's" if self.spec.stage == "continue" else self.spec.preset
+
     def _data_label(self) -> str:
         if self.spec.stage == "collect":
             return f"new file, {self.spec.frames} frames"
         if self.spec.stage == "wm":
-            return "<run folder>/atari_tokens_hires.npz"
-        return self.spec.data or "none found: collect first"
+            return f"<run folder>/{TOKENS_FILE}"
+        if self.spec.stage == "all" and not self.spec.data:
+            return f"none: collect {self.spec.frames} frames first"
+        return self.spec.data or "none found: record or collect first"
 
     def _cycle_data(self, d: int) -> None:
         if self.spec.stage == "collect":
@@ -64,6 +77,8 @@ class TrainScreen:
                                                                                self.spec.frames, d)]
             return
         options = [str(p) for p in self.datasets()]
+        if self.spec.stage == "all":
+            options = ["", *options]  # "": collect first
         if options:
             self.spec.data = options[cycle_index(options, self.spec.data, d)]
 

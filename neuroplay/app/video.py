@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from neuroplay.errors import UsageError
+
 
 def stamp_path(folder: str | Path, prefix: str, suffix: str) -> Path:
     """`folder/prefix-YYYYmmdd-HHMMSS[-k].suffix`, not overwriting anything."""
@@ -45,7 +47,7 @@ class VideoWriter:
         self.frames = 0
         suffix = self.path.suffix.lower()
         if suffix not in (".gif", ".mp4"):
-            raise ValueError(f"--video {self.path}: use a .gif or .mp4 file name")
+            raise UsageError(f"--video {self.path}: use a .gif or .mp4 file name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._w: Any = None
         self._cv: Any = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pygame
 
 from neuroplay.app import draw
+from neuroplay.errors import UsageError
 
 
 @dataclass
@@ -103,12 +104,12 @@ class KeyScript:
                 continue
             when, sep, name = item.partition(":")
             if not sep:
-                raise ValueError(f"--keys: {item!r} is not TICK:KEY or FROM-TO:KEY")
+                raise UsageError(f"--keys: {item!r} is not TICK:KEY or FROM-TO:KEY")
             a_s, _, b_s = when.partition("-")
             try:
                 a, b = int(a_s), int(b_s or a_s)
             except ValueError as e:
-                raise ValueError(f"--keys: {item!r}: ticks must be integers") from e
+                raise UsageError(f"--keys: {item!r}: ticks must be integers") from e
             name = name.strip().lower()
             if name == "quit":
                 self._add(a, pygame.event.Event(pygame.QUIT))
@@ -116,7 +117,7 @@ class KeyScript:
             try:
                 key = pygame.key.key_code(ALIASES.get(name, name.replace("_", " ")))
             except ValueError as e:
-                raise ValueError(f"--keys: unknown key {name!r} (pygame key names: left, space, return, f1...)") from e
+                raise UsageError(f"--keys: unknown key {name!r} (pygame key names: left, space, return, f1...)") from e
             self._add(a, pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
             self._add(b + 1, pygame.event.Event(pygame.KEYUP, key=key, mod=0, unicode="", scancode=0))
 

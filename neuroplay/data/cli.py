@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from neuroplay.cliutil import add_dataclass_args, build
+from neuroplay.errors import UsageError
 
 
 def add_collect_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +63,7 @@ def run_data(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     if out.resolve() in {Path(f).resolve() for f in args.files}:
-        raise ValueError(f"--out {out}: would overwrite one of its inputs; choose another name")
+        raise UsageError(f"--out {out}: would overwrite one of its inputs; choose another name")
     refuse_existing(out, args.overwrite)
     merged = Episodes.concat([Episodes.load(f) for f in args.files])
     if len(args.files) == 1:

@@ -30,6 +30,7 @@ from neuroplay.config import FRAME_H, FRAME_W
 from neuroplay.data.episodes import DatasetError, Episodes, refuse_existing
 from neuroplay.envs.players import RandomPolicy, TrackerPolicy
 from neuroplay.envs.real import GAME, MAX_EPISODE_STEPS
+from neuroplay.errors import UsageError
 
 PREPROCESSING = {"source": "ALE Breakout RGB 210x160", "frameskip": 4, "maxpool_last": 2,
                  "resize": "cv2.INTER_AREA to 84x64 (HxW)", "repeat_action_probability": 0.0,
@@ -105,7 +106,7 @@ def make_policy(kind: str, rng: np.random.Generator, cfg: CollectConfig) -> tupl
         return RandomPolicy(seed, cfg.hold_max), "sticky-random"
     if kind == "tracker":
         return TrackerPolicy(cfg.noise, seed), "tracker"
-    raise ValueError(f"--policy: unknown policy {kind!r}")
+    raise UsageError(f"--policy: unknown policy {kind!r}")
 
 
 def make_vector_env(n: int, max_steps: int, threads: int = 0):  # noqa: ANN201 - ale_py type
@@ -121,12 +122,12 @@ def make_vector_env(n: int, max_steps: int, threads: int = 0):  # noqa: ANN201 -
 def collect(cfg: CollectConfig) -> Episodes:
     """Run the collection described by `cfg`; returns what was saved to `cfg.out`."""
     if (cfg.frames > 0) == (cfg.episodes > 0):
-        raise ValueError("give exactly one of --frames N or --episodes N (N > 0)")
+        raise UsageError("give exactly one of --frames N or --episodes N (N > 0)")
     if cfg.envs < 1:
-        raise ValueError(f"--envs must be >= 1, got {cfg.envs}")
+        raise UsageError(f"--envs must be >= 1, got {cfg.envs}")
     out = Path(cfg.out)
     if out.suffix != ".npz":
-        raise ValueError(f"--out {out}: the dataset format is .npz")
+        raise UsageError(f"--out {out}: the dataset format is .npz")
     refuse_existing(out, cfg.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"game": "ALE/Breakout-v5", "actions": ["NOOP", "FIRE", "RIGHT", "LEFT"],

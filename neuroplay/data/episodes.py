@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 
 from neuroplay.config import FRAME_H, FRAME_W, N_ACTIONS, TOKEN_H, TOKEN_W
+from neuroplay.errors import NeuroplayError, UsageError
 
 FORMAT_VERSION = 1
 KEYS = ("actions", "rewards", "dones", "episode_lengths", "sources", "meta")
 
 
-class DatasetError(ValueError):
+class DatasetError(NeuroplayError, ValueError):
     """A dataset file is missing, corrupt, truncated or inconsistent (message: one line, names the file)."""
 
 
@@ -281,7 +282,7 @@ class Episodes:
 def refuse_existing(out: Path, overwrite: bool) -> None:
     """An output file is never replaced unless asked (`--overwrite`): it may hold a person's recordings."""
     if out.exists() and not overwrite:
-        raise ValueError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
+        raise UsageError(f"--out {out}: already exists; choose a new name, or pass --overwrite to replace it")
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 22) -> str:

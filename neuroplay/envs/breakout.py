@@ -265,12 +265,6 @@ def read_scoreboard(frame: np.ndarray) -> Scoreboard:
     return Scoreboard(score, d[3])
 
 
-def brick_pixels(frame: np.ndarray) -> int:
-    """Coloured (non-grey, non-black) pixels in the brick rows: falls as bricks break."""
-    f = frame[BRICK_ROWS, PLAY_COLS].astype(np.int16)
-    return int(((f.max(-1) - f.min(-1)) > 20).sum())
-
-
 MAX_LIVES = 5
 """Breakout's lives digit shows 1..5; other readings (8 or no digit) are the max-pool blend of two digits."""
 

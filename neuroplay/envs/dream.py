@@ -18,15 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuroplay.config import Action
+from neuroplay.config import HISTORY, Action
 from neuroplay.engine import DreamEngine, Revised
 from neuroplay.envs.breakout import detect
 from neuroplay.envs.flow import SERVE_CANDIDATES, Flow, GameFlow, ScoreGuard, one_ball_served, serve_candidates
 from neuroplay.envs.real import MAX_EPISODE_STEPS, EnvStep, RealEnv
 from neuroplay.models.decoding import DecodeConfig
-
-HISTORY = 4
-"""Real frames a fresh dream starts from (the model's window)."""
 
 
 def real_history(seed: int = 0, n: int = HISTORY, actions: list[int] | None = None) -> np.ndarray:

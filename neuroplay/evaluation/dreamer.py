@@ -1,11 +1,10 @@
 """Dreaming for the evaluation: `Dreamer` steps a batch of dreams, `Dreamers` one whose contexts differ in
 length, `rollout` runs one for H steps, and `h1_logits` gives many samples' next-frame logits at once.
 
-Block-causal models (lite, lite2) go through their KV cache, one frame pass per step; any other model gets
-its forward on a rolled history. The play engine (`neuroplay.engine`) does the same for one dream. Every
-prediction starts from the context play's cache would hold (`context_frames`): through the cache, a history
-frame's keys were computed from its own window, so a block-causal model's prediction reaches
-n_layers * (max_history - 1) frames back, not max_history - 1.
+All of it goes through the world model's dream interface (`neuroplay.models.interface`), as play's engine
+does for one dream, so no code here depends on the architecture. Every prediction starts from the context play
+would hold (`wm.context_frames`): through a KV cache a history frame's keys were computed from its own window,
+so a block-causal model's prediction reaches n_layers * (max_history - 1) frames back, not max_history - 1.
 """
 
 from __future__ import annotations
@@ -22,67 +21,48 @@ from neuroplay.models.decoding import TokenDecoder
 class Dreamer:
     """Open-loop stepping of a batch of dreams: `logits(action)` for the current state, `push(tokens)` advances.
 
-    Uses the KV cache of block-causal models (one frame pass per step); any other model gets its 4-frame
-    forward on a rolled history. `logits` may be asked for several actions before a push.
-
-    Fused models (lite2) condition every frame on the action taken at it: `history_actions` (B, T-1) for the
-    history frames but the last (default NOOP: right for a game's first frames, an approximation elsewhere;
-    pass the recorded actions where known), and `push(tokens, action)` the action the pushed frame was dreamed
+    `logits` may be asked for several actions before a push. `history_actions` (B, T-1): the actions taken at
+    the history frames but the last (default NOOP: right for a game's first frames, an approximation elsewhere;
+    pass the recorded actions where known); `push(tokens, action)` takes the action the pushed frame was dreamed
     under (default: the action of the first `logits` call since the last push, the step's own; later calls are
-    what-ifs such as the LEFT/RIGHT sensitivity probe).
+    what-ifs such as the LEFT/RIGHT sensitivity probe). `use_cache=False` dreams on the rolled window even
+    where the model has a cache (the reference the cache is tested against).
     """
 
     def __init__(self, wm: Any, history: torch.Tensor, use_cache: bool | None = None,
                  history_actions: torch.Tensor | None = None) -> None:
         self.wm = wm
-        self.cached = bool(getattr(wm, "block_causal", False)) if use_cache is None else use_cache
-        self.fused = bool(getattr(wm, "fused", False))
-        self.hist = history
         b, t = history.shape[:2]
-        self.hist_actions = (torch.zeros(b, t - 1, dtype=torch.long, device=history.device)  # (B, T-1) NOOP
-                             if history_actions is None else history_actions.long())
+        acts = (torch.zeros(b, t - 1, dtype=torch.long, device=history.device)  # (B, T-1) NOOP
+                if history_actions is None else history_actions.long())
+        self.state = wm.start(history, acts, cached=use_cache is not False)
         self._step_action: torch.Tensor | None = None
-        if self.cached:  # one pruned pass, equal to pushing the frames one by one (tests/test_framepass.py)
-            self.cache = wm.warm_cache(history, self.hist_actions)
+
+    @property
+    def last(self) -> torch.Tensor:
+        """(B, 336) the newest frame's tokens."""
+        return self.state.last_tokens
 
     def tile(self, k: int) -> Dreamer:
         """k copies of this batch, rows [copy 0's B, copy 1's, ...], sharing the warm-up (fresh: nothing
         asked since the last push carries over)."""
         d = Dreamer.__new__(Dreamer)
-        d.wm, d.cached, d.fused, d._step_action = self.wm, self.cached, self.fused, None
-        d.hist, d.hist_actions = self.hist.repeat(k, 1, 1), self.hist_actions.repeat(k, 1)  # (kB, T, 336), (kB, T-1)
-        if self.cached:
-            d.cache = self.cache.tile(k)
+        d.wm, d.state, d._step_action = self.wm, self.state.tile(k), None
         return d
 
     def logits(self, action: torch.Tensor) -> torch.Tensor:
         """(B, 336, V) float logits of the next frame under `action` (B,)."""
         if self._step_action is None:
             self._step_action = action
-        if self.cached:
-            out = self.wm.query(self.cache, action)
-        elif self.fused:
-            out = self.wm(self.hist, action, history_actions=self.hist_actions)
-        else:
-            out = self.wm(self.hist, action)
-        return out.logits.float()
+        return self.wm.next_logits(self.state, action).logits.float()
 
     def push(self, tokens: torch.Tensor, action: torch.Tensor | None = None) -> None:
-        """Advance by the frame `tokens` (B, 336), dreamed under `action` (B,) (fused models; see the class)."""
+        """Advance by the frame `tokens` (B, 336), dreamed under `action` (B,) (see the class)."""
         a = self._step_action if action is None else action
         self._step_action = None
-        if self.fused and a is None:
-            raise ValueError("Dreamer.push: a fused model needs the action the pushed frame was dreamed under")
-        if self.cached:
-            if self.fused:
-                self.wm.push_frame(self.cache, tokens, a)
-            else:
-                self.wm.push_frame(self.cache, tokens)
-        else:
-            self.hist = torch.cat([self.hist[:, 1:], tokens[:, None]], 1)
-            if self.fused:
-                assert a is not None
-                self.hist_actions = torch.cat([self.hist_actions[:, 1:], a[:, None].long()], 1)  # (B, T-1)
+        if a is None:
+            raise ValueError("Dreamer.push: no action for the pushed frame (pass it, or ask `logits` first)")
+        self.wm.advance(self.state, tokens, a)
 
 
 class Dreamers:
@@ -101,7 +81,7 @@ class Dreamers:
         self.last = torch.empty(self.batch, first.shape[-1], dtype=first.dtype, device=first.device)
         """(B, 336) the newest frame: the last history frame, then the last pushed one."""
         for idx, d in self.parts:
-            self.last[idx] = d.hist[:, -1]
+            self.last[idx] = d.last
 
     def tile(self, k: int) -> Dreamers:
         """k copies of the batch, rows [copy 0's B, copy 1's, ...]: the same states dreamed under k action
@@ -128,16 +108,6 @@ class Dreamers:
         for idx, d in self.parts:
             d.push(tokens[idx], None if action is None else action[idx])
         self.last = tokens
-
-
-def context_frames(wm: Any) -> int:
-    """Frames before t that can change the prediction from t: the window (max_history - 1) for full attention;
-    for block-causal models that many more per layer, because a history frame's keys were computed from its
-    own window (`n_layers * (max_history - 1)`, 12 for lite). Play's KV cache carries exactly this context,
-    so the evaluation gives every state all of it (fewer at an episode's start, as play has)."""
-    cfg = getattr(wm, "cfg", None)
-    w = (cfg.max_history if cfg is not None else 4) - 1  # models without a config (test doubles) read 4 frames
-    return len(wm.blocks) * w if getattr(wm, "block_causal", False) else w
 
 
 def rollout(d: Dreamers, actions: torch.Tensor, decoder: TokenDecoder | None = None) -> torch.Tensor:
@@ -189,18 +159,18 @@ def plan_runs(samples: np.ndarray, context: int) -> list[tuple[int, int, int, np
 
 
 def h1_logits(wm: Any, samples: np.ndarray, tokens_at: Callable[[int, np.ndarray], torch.Tensor],
-              actions_at: Callable[[int, np.ndarray], np.ndarray]) -> torch.Tensor:
+              actions_at: Callable[[int, np.ndarray], np.ndarray], context: int | None = None) -> torch.Tensor:
     """1-step logits (n, 336, V) of (episode, t) samples (n, 2), in their order, each with its full context
     (`context_frames`): equal to `Dreamers` from the same context to float precision (tested).
 
-    Block-causal models only: they read whole runs of nearby samples in one sequence pass (`plan_runs`), each
-    frame once, instead of a context per sample: on the gold tier's consecutive samples a sample costs one
-    frame pass instead of 13. (A full-attention model's context is its 4-frame input: `Dreamers` is all it has.)
-    `tokens_at(episode, frames)` -> (len, 336) tokens; `actions_at(episode, frames)` -> actions taken there.
+    Whole runs of nearby samples go through one `forward_sequence` (`plan_runs`), each frame read once instead of
+    a context per sample: for a block-causal model on the gold tier's consecutive samples, a sample costs one
+    frame pass instead of 13.
+    `tokens_at(episode, frames)` -> (len, 336) tokens; `actions_at(episode, frames)` -> actions taken there;
+    `context`: frames of context (default: all the model can see).
     """
-    assert getattr(wm, "block_causal", False), "h1_logits needs a block-causal model (others: Dreamers)"
     by_len: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}
-    for r in plan_runs(samples, context_frames(wm)):
+    for r in plan_runs(samples, wm.context_frames if context is None else context):
         by_len.setdefault(r[2], []).append(r)
     result: torch.Tensor | None = None
     for m, group in by_len.items():

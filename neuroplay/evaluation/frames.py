@@ -16,7 +16,8 @@ from neuroplay.checkpoint import tokens_identity
 from neuroplay.config import Action
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import Objects, bricks, detect, lives_shown
-from neuroplay.evaluation.dreamer import Dreamers, context_frames
+from neuroplay.errors import UsageError
+from neuroplay.evaluation.dreamer import Dreamers
 from neuroplay.models.vqvae import to_uint8_image
 
 NOOP, FIRE, RIGHT, LEFT = (int(a) for a in Action)
@@ -104,7 +105,7 @@ class FrameSource:
 
     def __init__(self, data: EvalData, vq: Any, device: torch.device, batch: int = 64) -> None:
         if data.kind == "frames" and vq is None:
-            raise ValueError("evaluating a pixel file needs a VQ-VAE to encode it")
+            raise UsageError("evaluating a pixel file needs a VQ-VAE to encode it")
         self.data, self.vq, self.device, self.batch = data, vq, device, batch
         self._memo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         """name -> (tokens (rows, 336) int16, known (rows,) bool): "codes" of a pixel file, "mirror"."""
@@ -176,9 +177,9 @@ class FrameSource:
 
     def dreamer(self, wm: Any, states: np.ndarray, use_cache: bool | None = None, mirror: bool = False) -> Dreamers:
         """A batch of dreams starting at each (episode, t) from its real context, as play's cache would hold
-        it: frames max(0, t - context_frames(wm))..t and the actions taken at all but the last (fused models
+        it: frames max(0, t - wm.context_frames)..t and the actions taken at all but the last (fused models
         condition those frames on them). `mirror`: the context mirrored (`mirror`), LEFT and RIGHT swapped."""
-        ctx = context_frames(wm)
+        ctx = wm.context_frames
         first = np.maximum(0, states[:, 1] - ctx)
         lens = states[:, 1] - first + 1
         groups = []

@@ -237,7 +237,7 @@ def _reset_launch(ctx: tuple, tries: int) -> dict[str, Any]:
     out: dict[str, Any] = {"reset_tries": tries}
     for name, action in (("reset_launch", FIRE), ("reset_noop", NOOP)):
         hist = tok[None].expand(tries, -1, -1)
-        d = Dreamer(wm, hist, use_cache, torch.zeros(tries, 3, dtype=torch.long, device=src.device))
+        d = Dreamer(wm, hist, use_cache)  # the reset NOOPs: the default history actions
         lg = d.logits(torch.full((tries,), action, device=src.device))
         first = to_uint8(src.decode01(TokenDecoder(decode, seed, src.device)(lg, hist[:, -1])))
         out[f"{name}_rate"] = float(np.mean([detect(f).ball_visible for f in first]))

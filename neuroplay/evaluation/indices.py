@@ -26,6 +26,7 @@ from neuroplay.checkpoint import atomic_write_bytes
 from neuroplay.config import N_ACTIONS
 from neuroplay.data.datasets import split_episodes
 from neuroplay.data.episodes import DatasetError, file_hash
+from neuroplay.errors import UsageError
 
 INDICES_FILE = "gold_eval_indices.json"
 FORMAT = "neuroplay-gold-eval-indices"
@@ -33,7 +34,6 @@ VERSION = 1
 MIN_T = 3
 """First frame with a full 4-frame history."""
 TIER_SIZES: dict[str, int | None] = {"canary": 500, "fastval": 6000, "gold": None}
-TIERS = tuple(TIER_SIZES)
 SPLITS = ("val", "all")
 
 
@@ -123,7 +123,7 @@ class EvalIndices:
 def split_of(n_episodes: int, split: str, val_fraction: float, seed: int) -> np.ndarray:
     """Episodes a split evaluates: the val episodes of training's seeded split, or all of them."""
     if split not in SPLITS:
-        raise ValueError(f"--split: unknown split {split!r} (val or all)")
+        raise UsageError(f"--split: unknown split {split!r} (val or all)")
     if split == "all":
         return np.arange(n_episodes)
     val = split_episodes(n_episodes, val_fraction, seed)[1]
@@ -152,7 +152,7 @@ def load_or_create(
             raise DatasetError(f"{path}: eval indices were frozen for {made}, not for {given}; "
                                "pass --indices NEW.json to freeze indices for this data")
         if (idx.val_fraction, idx.seed) != (val_fraction, seed):
-            raise ValueError(f"{path}: indices were made with --val-fraction {idx.val_fraction} --seed {idx.seed}, "
+            raise UsageError(f"{path}: indices were made with --val-fraction {idx.val_fraction} --seed {idx.seed}, "
                              f"not {val_fraction} / {seed}; use those or another --indices file")
         idx.current = ident
         if split in idx.splits:
@@ -178,9 +178,9 @@ def _read(path: Path) -> EvalIndices:
     try:
         d = json.loads(path.read_text())
         if d.get("format") != FORMAT:
-            raise ValueError("not a neuroplay eval indices file")
+            raise UsageError("not a neuroplay eval indices file")
         if int(d.get("version", 0)) > VERSION:
-            raise ValueError(f"version {d['version']} is newer than this neuroplay")
+            raise UsageError(f"version {d['version']} is newer than this neuroplay")
         return EvalIndices(path, list(d["data"]), int(d["n_episodes"]), float(d["val_fraction"]), int(d["seed"]),
                            dict(d["splits"]))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:

@@ -6,7 +6,7 @@ frame scores, and `changed_token_acc` scores only the tokens that move. Definiti
 
 - a sample is (episode, t) with t >= 3 and t+h inside the episode for horizon h (`indices.py`);
 - the model predicts from the sample's context as play's KV cache holds it: the real frames since
-  max(episode start, t - `context_frames`) (12 frames before t for lite's 4 block-causal layers: each layer
+  max(episode start, t - `wm.context_frames`) (12 frames before t for lite's 4 block-causal layers: each layer
   reaches 3 frames further back; 3 for the spec's full attention);
 - open-loop rollouts: the model feeds on its own argmax, the recorded actions drive it;
 - PSNR is aggregate: 10*log10(1 / MSE over all samples and pixels), pixels in [0, 1], capped at
@@ -27,7 +27,6 @@ checks every figure against a plain one-sample-at-a-time reference.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -37,12 +36,12 @@ import torch.nn.functional as F
 
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.breakout import Objects, detect
-from neuroplay.evaluation.dreamer import Dreamers, context_frames, h1_logits, plan_runs, rollout
+from neuroplay.evaluation.dreamer import Dreamers, h1_logits, plan_runs, rollout
 from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
+from neuroplay.psnr import psnr_from_mse
 
-PSNR_CAP = 100.0
 SHALLOW_SPAN = 8
 """Samples scored at h1 only go in spans of this many batches (long runs for `h1_logits`)."""
 ROLLOUT_PASSES = 35
@@ -63,7 +62,7 @@ def plan_spans(samples: np.ndarray, n_roll: int, batch_size: int) -> tuple[np.nd
 
 def span_work(wm: Any, s: np.ndarray, deep: bool) -> int:
     """A span's share of the progress bar, in frame passes (see `ROLLOUT_PASSES`)."""
-    return len(s) * ROLLOUT_PASSES if deep else sum(r[2] for r in plan_runs(s, context_frames(wm)))
+    return len(s) * ROLLOUT_PASSES if deep else sum(r[2] for r in plan_runs(s, wm.context_frames))
 
 
 def eval_work(wm: Any, samples: np.ndarray, n_roll: int, batch_size: int) -> int:
@@ -76,11 +75,6 @@ MAX_PADDLE_STEP = 10.0
 SANE_PSNR = 20.0
 """A dreamed frame is "still the game" above this PSNR (dB) against the real frame it started from: real frames up
 to 30 steps apart score over 25.8 dB (99.9% of collected data), decoded noise about 8 dB."""
-
-
-def psnr_from_mse(mse: float, cap: float = PSNR_CAP) -> float:
-    """10*log10(1/mse) for pixels in [0, 1]; `cap` for a perfect (or near-perfect) match."""
-    return cap if mse <= 10 ** (-cap / 10) else min(cap, 10 * math.log10(1.0 / mse))
 
 
 def paddle_x(frames: np.ndarray) -> np.ndarray:
@@ -232,14 +226,14 @@ def evaluate(
 def _h1(wm: Any, src: FrameSource, s: np.ndarray, rows: np.ndarray, tok: torch.Tensor, batch_size: int,
         use_cache: bool | None) -> torch.Tensor:
     """1-step logits (B, 336, V) of samples `s`, each from its full context: `h1_logits` (runs of nearby
-    samples in one sequence pass) for block-causal models, else `Dreamers` batch by batch (full attention, and
-    the plain forward where `use_cache` is False, for tests).
+    samples in one sequence pass), or with `use_cache` False `Dreamers` on the rolled window, batch by batch
+    (the tests' reference).
     `tok` (n, 336) are the tokens of the already fetched `rows` (n,); the rest of the runs' frames are fetched."""
-    if use_cache is False or not getattr(wm, "block_causal", False):
+    if use_cache is False:
         acts = torch.from_numpy(src.data.actions_at(s)).long().to(tok.device)
         return torch.cat([src.dreamer(wm, s[i : i + batch_size], use_cache).logits(acts[i : i + batch_size])
                           for i in range(0, len(s), batch_size)])
-    data, ctx = src.data, context_frames(wm)
+    data, ctx = src.data, wm.context_frames
     need = np.unique(np.concatenate([data.frame_offsets[e] + np.arange(max(0, t - ctx), t + 2) for e, t in s]))
     have, first = np.unique(rows.reshape(-1), return_index=True)
     miss = np.setdiff1d(need, have)

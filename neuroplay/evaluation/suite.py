@@ -26,6 +26,7 @@ from neuroplay.checkpoint import load_pair
 from neuroplay.config import ARGMAX, DecodeConfig, DecodeMode
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
+from neuroplay.errors import UsageError
 from neuroplay.evaluation.frames import EvalData
 from neuroplay.evaluation.gameplay import gameplay_probes
 from neuroplay.evaluation.indices import INDICES_FILE, load_or_create
@@ -133,7 +134,7 @@ def run_suite(cfg: EvalConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     if cfg.horizon < 1 or cfg.batch_size < 0:
-        raise ValueError("--horizon must be >= 1 and --batch-size >= 0")
+        raise UsageError("--horizon must be >= 1 and --batch-size >= 0")
     cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or (16 if device.type == "cpu" else 64))
     decode = DecodeConfig(cfg.decode, cfg.temperature, cfg.confident)
     vq, wm, info = load_pair(cfg.checkpoint, device)

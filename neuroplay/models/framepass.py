@@ -20,13 +20,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
-if TYPE_CHECKING:
-    from neuroplay.models.world_model import KVCache, TemporalWorldModel
+from neuroplay.models.cache import KVCache, PendingFrame, rope, tile_mask, windows
+
+TemporalWorldModel = nn.Module
+"""The world model these passes run (`neuroplay.models.world_model`), named here without importing it."""
+
+
+def condition(wm: TemporalWorldModel, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Action conditioning of the frame stream: x (B, m, 336, d), actions (B, m) -> (B, m, 336, d).
+
+    lite's query-block conditioning (spatial bias, then FiLM), applied to the frame's own tokens (lite2).
+    """
+    a = wm.action_vector(actions)  # (B, m, d)
+    bias = wm.action_spatial_bias[actions].flatten(2, 3)  # (B, m, H, W, d) -> (B, m, 336, d)
+    return (x + bias) * (1 + wm.cfg.film_scale * torch.tanh(a))[:, :, None]
 
 
 @dataclass
@@ -102,9 +114,6 @@ def _frame_pass(
     outs: list[np.ndarray], kv_need: Sequence[np.ndarray], x_need: tuple[int, np.ndarray] | None,
 ) -> FramePass:
     """`frame_pass` on one batch, its `plan` made."""
-    from neuroplay.models.fused import condition
-    from neuroplay.models.world_model import _tile, _windows
-
     b, m, L = frames.shape
     w, n_layers = wm.cfg.max_history, len(wm.blocks)
     dev = frames.device
@@ -125,7 +134,7 @@ def _frame_pass(
         q, k, v = blk.attn.project(blk.ln1(x))  # (B, |ins|, h, 336, e)
         every = len(cur) == m  # every frame (training's pass): index tensors made on the device, no host copy
         pos = torch.arange(m, device=dev) if every else torch.from_numpy(cur).to(dev)
-        q, k = wm._rope(q, pos), wm._rope(k, pos)
+        q, k = rope(q, pos, wm.cfg.rope_base), rope(k, pos, wm.cfg.rope_base)
         for f in kv_need[li]:
             j = int(np.searchsorted(cur, f))
             res.keys[li][int(f)], res.values[li][int(f)] = k[:, j], v[:, j]
@@ -134,14 +143,14 @@ def _frame_pass(
             break
         if every and len(out) == m:  # every frame: shifted slices, no gather
             valid = (pos[:, None] - (w - 1) + torch.arange(w, device=dev)) >= 0  # (m, w): slots before frame 0 pad
-            kw, vw = _windows(k, w), _windows(v, w)  # (B, m, h, w*336, e)
+            kw, vw = windows(k, w), windows(v, w)  # (B, m, h, w*336, e)
         else:
             slots = out[:, None] - (w - 1) + np.arange(w)  # (|out|, w): the frames each output attends to
             valid = torch.from_numpy(slots >= 0).to(dev)
             kw, vw = _gather_windows(k, cur, slots), _gather_windows(v, cur, slots)  # (B, |out|, h, w*336, e)
             q, x = _take(q, cur, out), _take(x, cur, out)  # (B, |out|, h, 336, e), (B, |out|, 336, d)
         mask = valid.repeat_interleave(L, -1)[:, None, None]  # (|out|, 1, 1, w*336)
-        y = blk.attn.attend(q.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), _tile(mask, b))  # (B*|out|, 336, d)
+        y = blk.attn.attend(q.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), tile_mask(mask, b))  # (B|out|, 336, d)
         x = blk.feed_forward(x + blk.drop(y.view(b, len(out), L, -1)))  # (B, |out|, 336, d)
         cur = out
     if len(outs[-1]):
@@ -181,9 +190,6 @@ def warm_cache(wm: TemporalWorldModel, frames: torch.Tensor, actions: torch.Tens
     at all frames but the last; the last `max_history - 1` of those are committed, and the newest frame is
     pending (its lower layers run, the action not yet known), as `observe` then `push_frame` leave it.
     """
-    from neuroplay.models.fused import PendingFrame
-    from neuroplay.models.world_model import KVCache
-
     b, t, _ = frames.shape
     assert t >= 1, "warm_cache needs at least one frame"
     assert actions is None or tuple(actions.shape) == (b, t - 1), \

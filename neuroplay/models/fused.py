@@ -28,44 +28,11 @@ Everything here equals `forward_frames` on the same frames and actions to float 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from neuroplay.models.world_model import KVCache, TemporalWorldModel
-
-
-@dataclass
-class PendingFrame:
-    """The newest frame of a fused cache: pushed, its action not yet committed."""
-
-    x: torch.Tensor
-    """(B, 1, 336, d): the stream at the input of block `action_layer` (before the action)."""
-    pos: torch.Tensor
-    """(1,) the frame's time (rotary position)."""
-    keys: list[torch.Tensor] = field(default_factory=list)
-    """Lower layers' keys (B, heads, 336, e), computed at push."""
-    values: list[torch.Tensor] = field(default_factory=list)
-    """Lower layers' values, as `keys`."""
-    action: torch.Tensor | None = None
-    """(B,) the action of the last `query`, whose upper-layer keys/values are kept below."""
-    upper_keys: list[torch.Tensor] = field(default_factory=list)
-    """Keys of the layers >= action_layer under `action`."""
-    upper_values: list[torch.Tensor] = field(default_factory=list)
-    """Values of the layers >= action_layer under `action`."""
-
-
-def condition(wm: TemporalWorldModel, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Action conditioning of the frame stream: x (B, m, 336, d), actions (B, m) -> (B, m, 336, d).
-
-    lite's query-block conditioning (spatial bias, then FiLM), applied to the frame's own tokens.
-    """
-    a = wm.action_vector(actions)  # (B, m, d)
-    bias = wm.action_spatial_bias[actions].flatten(2, 3)  # (B, m, H, W, d) -> (B, m, 336, d)
-    return (x + bias) * (1 + wm.cfg.film_scale * torch.tanh(a))[:, :, None]
+from neuroplay.models.cache import KVCache, PendingFrame, rope
+from neuroplay.models.framepass import TemporalWorldModel, condition, frame_pass
 
 
 def forward_frames(
@@ -80,8 +47,6 @@ def forward_frames(
     over runs of consecutive samples, and the reference the cache is tested against. With `last_only` or
     `steps` each block computes only what those frames' logits read (`framepass.frame_pass`).
     """
-    from neuroplay.models.framepass import frame_pass
-
     b, m, _ = frames.shape
     assert actions.shape == (b, m), f"actions {tuple(actions.shape)} != {(b, m)}: one per input frame"
     keep = np.array([m - 1]) if last_only else np.arange(m) if steps is None else steps.cpu().numpy()
@@ -104,10 +69,10 @@ def _layer(
     """
     blk = wm.blocks[li]
     q, k, v = blk.attn.project(blk.ln1(x))  # (B, 1, h, 336, e)
-    k, v = wm._rope(k, pos)[:, 0], v[:, 0]  # (B, h, 336, e)
+    k, v = rope(k, pos, wm.cfg.rope_base)[:, 0], v[:, 0]  # (B, h, 336, e)
     if kv_only:
         return None, k, v
-    q = wm._rope(q, pos)[:, 0]
+    q = rope(q, pos, wm.cfg.rope_base)[:, 0]
     y = blk.attn.attend(q, torch.cat(cache.keys[li] + [k], 2), torch.cat(cache.values[li] + [v], 2))  # (B, 336, d)
     return blk.feed_forward(x + blk.drop(y[:, None])), k, v
 

@@ -37,60 +37,19 @@ depend on the action, the newest frame stays *pending* in the cache until its ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from neuroplay.config import WMConfig
 from neuroplay.models import framepass, fused
 from neuroplay.models.blocks import Block
+from neuroplay.models.cache import DreamState, KVCache, rope, tile_mask, windows
+from neuroplay.models.interface import DreamModel, WorldModelOutput
+
+__all__ = ["DreamState", "KVCache", "TemporalWorldModel", "WorldModelOutput"]
 
 
-@dataclass
-class WorldModelOutput:
-    """Logits for the next frame's tokens."""
-
-    logits: torch.Tensor
-    """(B, 336, V) for one step, (B, T, 336, V) for a sequence."""
-
-
-@dataclass
-class KVCache:
-    """Per-layer keys/values of the frames in the window (lite only), oldest first."""
-
-    keys: list[list[torch.Tensor]] = field(default_factory=list)
-    """keys[layer][slot]: (B, heads, 336, e); fused models keep here only committed frames (<= 3)."""
-    values: list[list[torch.Tensor]] = field(default_factory=list)
-    """values[layer][slot]: (B, heads, 336, e)."""
-    last_tokens: torch.Tensor | None = None
-    """The newest frame's tokens (B, 336), the query block's copy prior."""
-    t: int = 0
-    """Frames pushed so far: the next frame's time for the rotary embedding."""
-    pending: fused.PendingFrame | None = None
-    """Fused models: the newest frame, whose action (hence upper-layer keys/values) is not committed yet."""
-
-    @property
-    def n_frames(self) -> int:
-        """Frames in the window, a pending one included."""
-        return (len(self.keys[0]) if self.keys else 0) + (self.pending is not None)
-
-    def tile(self, k: int) -> KVCache:
-        """k copies of the batch in one cache, rows [copy 0's B rows, copy 1's, ...]: one warmed history
-        dreamed under k action sequences (the probes' LEFT/RIGHT, FIRE/NOOP) without warming it k times."""
-        rep = lambda t: t.repeat(k, *([1] * (t.dim() - 1)))  # noqa: E731
-        p = self.pending
-        if p is not None:
-            p = fused.PendingFrame(rep(p.x), p.pos, [rep(t) for t in p.keys], [rep(t) for t in p.values],
-                                   None if p.action is None else rep(p.action), [rep(t) for t in p.upper_keys],
-                                   [rep(t) for t in p.upper_values])
-        return KVCache([[rep(t) for t in ks] for ks in self.keys], [[rep(t) for t in vs] for vs in self.values],
-                       None if self.last_tokens is None else rep(self.last_tokens), self.t, p)
-
-
-class TemporalWorldModel(nn.Module):
+class TemporalWorldModel(DreamModel):
     """The world model; `cfg.attention` picks the spec's full attention or lite's block-causal one."""
 
     def __init__(self, cfg: WMConfig) -> None:
@@ -99,6 +58,8 @@ class TemporalWorldModel(nn.Module):
         d, n = cfg.d_model, cfg.n_tokens
         self.block_causal = cfg.attention == "block_causal"
         self.fused = cfg.fused_query
+        self.window = cfg.max_history
+        self.takes_history_actions = True
         self.tok_emb = nn.Embedding(cfg.n_vocab, d)
         self.action_emb = nn.Embedding(cfg.n_actions, d)
         self.action_scale = nn.Parameter(torch.ones(()))
@@ -191,26 +152,12 @@ class TemporalWorldModel(nn.Module):
 
     @torch.no_grad()
     def predict_next(
-        self, history: torch.Tensor, action: torch.Tensor, temperature: float = 0.0,
-        history_actions: torch.Tensor | None = None,
+        self, history: torch.Tensor, action: torch.Tensor, history_actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Next frame's tokens (B, 336): argmax, or a sample at `temperature` > 0."""
-        return sample_tokens(self(history, action, history_actions=history_actions).logits, temperature)
+        """Next frame's most likely tokens (B, 336); other ways of drawing them are `models.decoding`'s."""
+        return self(history, action, history_actions=history_actions).logits.argmax(-1)
 
     # ----------------------------------------------------------------- lite: sequences
-    def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Rotate (..., P, h, L, e) q or k by frame time `pos` (P,): scores then depend on time differences.
-
-        Angles are computed in float64 so that a long game's frame counter does not lose precision.
-        """
-        half = x.shape[-1] // 2
-        freqs = self.cfg.rope_base ** (-torch.arange(half, dtype=torch.float64, device=x.device) / half)
-        ang = pos.to(torch.float64)[:, None] * freqs  # (P, half)
-        cos = ang.cos().to(x.dtype)[:, None, None]  # (P, 1, 1, half)
-        sin = ang.sin().to(x.dtype)[:, None, None]
-        x1, x2 = x[..., :half], x[..., half : 2 * half]
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, x[..., 2 * half :]], -1)
-
     def forward_sequence(
         self, frames: torch.Tensor, actions: torch.Tensor, last_only: bool = False,
         steps: torch.Tensor | None = None,
@@ -226,7 +173,8 @@ class TemporalWorldModel(nn.Module):
         Fused models run frames 0..n-2 only (frame n-1 is only a target), each under the action taken at
         it; their `last_only` step is `forward(history, action, history_actions=...)`.
         """
-        assert self.block_causal, "forward_sequence needs attention='block_causal'"
+        if not self.block_causal:
+            return super().forward_sequence(frames, actions, last_only, steps)
         if self.fused:
             if last_only:
                 raise ValueError("fused_query model: the last step needs every frame's action; use "
@@ -251,14 +199,14 @@ class TemporalWorldModel(nn.Module):
         qmask = qmask[:, None, None]  # (m, 1, 1, w*L + L + 1)
         for blk in self.blocks:
             qf, kf, vf = blk.attn.project(blk.ln1(x_f))  # (B, n, h, 336, e)
-            qf, kf = self._rope(qf, pos_f), self._rope(kf, pos_f)
-            kw, vw = _windows(kf, w), _windows(vf, w)  # (B, n, h, w*336, e)
-            y = blk.attn.attend(qf.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), _tile(fmask, b))
+            qf, kf = rope(qf, pos_f, self.cfg.rope_base), rope(kf, pos_f, self.cfg.rope_base)
+            kw, vw = windows(kf, w), windows(vf, w)  # (B, n, h, w*336, e)
+            y = blk.attn.attend(qf.flatten(0, 1), kw.flatten(0, 1), vw.flatten(0, 1), tile_mask(fmask, b))
             qq, kq, vq = blk.attn.project(blk.ln1(x_q))  # (B, m, h, 337, e)
-            qq, kq = self._rope(qq, ends + 1), self._rope(kq, ends + 1)
+            qq, kq = rope(qq, ends + 1, self.cfg.rope_base), rope(kq, ends + 1, self.cfg.rope_base)
             k_all = torch.cat([kw[:, ends], kq], 3)  # (B, m, h, w*336 + 337, e)
             v_all = torch.cat([vw[:, ends], vq], 3)
-            yq = blk.attn.attend(qq.flatten(0, 1), k_all.flatten(0, 1), v_all.flatten(0, 1), _tile(qmask, b))
+            yq = blk.attn.attend(qq.flatten(0, 1), k_all.flatten(0, 1), v_all.flatten(0, 1), tile_mask(qmask, b))
             x_f = blk.feed_forward(x_f + blk.drop(y.view(b, n, L, -1)))  # (B, n, 336, d)
             x_q = blk.feed_forward(x_q + blk.drop(yq.view(b, m, L + 1, -1)))  # (B, m, 337, d)
         x_q = self.norm_f(x_q[:, :, 1:])  # drop the action token: (B, m, 336, d)
@@ -295,7 +243,7 @@ class TemporalWorldModel(nn.Module):
         x = self.embed_frames(tokens[:, None]) + self.temporal_emb.weight[0]  # (B, 1, 336, d)
         for li, blk in enumerate(self.blocks):
             q, k, v = blk.attn.project(blk.ln1(x))  # (B, 1, h, 336, e)
-            q, k = self._rope(q, pos)[:, 0], self._rope(k, pos)[:, 0]  # (B, h, 336, e)
+            q, k = rope(q, pos, self.cfg.rope_base)[:, 0], rope(k, pos, self.cfg.rope_base)[:, 0]  # (B, h, 336, e)
             ks = cache.keys[li][-(w - 1) :] + [k]
             vs = cache.values[li][-(w - 1) :] + [v[:, 0]]
             y = blk.attn.attend(q, torch.cat(ks, 2), torch.cat(vs, 2))  # (B, 336, d)
@@ -326,30 +274,56 @@ class TemporalWorldModel(nn.Module):
         x = self.embed_query(action, cache.last_tokens, time_row=1)[:, None]  # (B, 1, 337, d)
         for li, blk in enumerate(self.blocks):
             q, k, v = blk.attn.project(blk.ln1(x))  # (B, 1, h, 337, e)
-            q, k = self._rope(q, pos)[:, 0], self._rope(k, pos)[:, 0]
+            q, k = rope(q, pos, self.cfg.rope_base)[:, 0], rope(k, pos, self.cfg.rope_base)[:, 0]
             ks = torch.cat(cache.keys[li] + [k], 2)  # (B, h, nf*336 + 337, e)
             vs = torch.cat(cache.values[li] + [v[:, 0]], 2)
             x = blk.feed_forward(x + blk.drop(blk.attn.attend(q, ks, vs)[:, None]))
         return WorldModelOutput(self.head_logits(self.norm_f(x[:, 0, 1:])))
 
 
-def _tile(mask: torch.Tensor | None, b: int) -> torch.Tensor | None:
-    """Repeat a per-window mask (P, 1, 1, S) over the batch to match (B*P, h, L, S) flattening."""
-    return None if mask is None else mask.repeat(b, 1, 1, 1)
+    # ----------------------------------------------------------------- the dream interface
+    @property
+    def context_frames(self) -> int:
+        """Frames before the newest that a prediction can depend on: the window's 3 for full attention; 3 a
+        layer for a block-causal stack (12 for 4 layers), which play's cache carries."""
+        w = self.cfg.max_history - 1
+        return len(self.blocks) * w if self.block_causal else w
 
+    @property
+    def clip_training(self) -> bool:
+        """Block-causal models train on whole clips, a target for every frame, in one pass."""
+        return self.cfg.clip_training
 
-def _windows(t: torch.Tensor, w: int) -> torch.Tensor:
-    """(B, n, h, L, e) per-frame tensors -> (B, n, h, w*L, e): frame t's window t-w+1..t, zero-padded."""
-    pad = torch.zeros_like(t[:, :1]).expand(-1, w - 1, -1, -1, -1)
-    tp = torch.cat([pad, t], 1)  # (B, n + w - 1, h, L, e)
-    n = t.shape[1]
-    win = torch.stack([tp[:, i : i + n] for i in range(w)], 3)  # (B, n, h, w, L, e)
-    return rearrange(win, "b n h w l e -> b n h (w l) e")
+    def start(self, frames: torch.Tensor, actions: torch.Tensor | None = None, one_by_one: bool = False,
+              cached: bool = True) -> DreamState:
+        """Dreams from history frames (B, T, 336), `actions` (B, T-1) taken at all frames but the last (fused
+        models need them). Block-causal models warm their cache in one pruned pass, or with `one_by_one` frame by
+        frame as a dream that had played those frames holds it (the same float rounding: play's engine);
+        `cached=False` dreams on the rolled window instead (the reference the cache is tested against)."""
+        if not (self.block_causal and cached):
+            return super().start(frames, actions)
+        b, t, _ = frames.shape
+        if not one_by_one:
+            return DreamState(cache=self.warm_cache(frames, actions), last_tokens=frames[:, -1])
+        cache = self.new_cache()
+        for i in range(t - 1):
+            self.observe(cache, frames[:, i], actions[:, i] if actions is not None else frames.new_zeros(b))
+        last = frames[:, -1].clone(memory_format=torch.contiguous_format)  # (B, 336) laid out as later frames (guards)
+        self.push_frame(cache, last)
+        return DreamState(cache=cache, last_tokens=last)
 
+    def prepare(self, state: DreamState) -> None:
+        """Push the frame `advance` stored into the cache (fused: committing the frame before it under the action
+        that led here); without a cache, roll the window."""
+        if state.cache is None or state.pending is None:
+            super().prepare(state)
+            return
+        self.push_frame(state.cache, state.pending, state.pending_action if self.fused else None)
+        state.pending = state.pending_action = None
 
-def sample_tokens(logits: torch.Tensor, temperature: float = 0.0) -> torch.Tensor:
-    """Argmax over the last dim, or a softmax sample at `temperature` > 0."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = F.softmax(logits.float() / temperature, -1)
-    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+    def next_logits(self, state: DreamState, action: torch.Tensor) -> WorldModelOutput:
+        """Logits (B, 336, V) of the next frame under `action` (B,), from the cache or the window."""
+        if state.cache is None:
+            return super().next_logits(state, action)
+        self.prepare(state)
+        return self.query(state.cache, action)
