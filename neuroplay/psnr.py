@@ -15,6 +15,8 @@ def psnr_from_mse(mse: float, cap: float = PSNR_CAP) -> float:
     return cap if mse <= 10 ** (-cap / 10) else min(cap, 10 * math.log10(1.0 / mse))
 
 
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (peak 255)."""
-    return psnr_from_mse(float(np.mean((a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2)))
+def frame_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR (dB) of uint8 frames (..., 84, 64, 3) a against b (broadcast); a single pair gives a 0-d array."""
+    mse = ((a.astype(np.float32) - b.astype(np.float32)) / 255) ** 2
+    return np.array([psnr_from_mse(float(m)) for m in mse.reshape(*mse.shape[:-3], -1).mean(-1).reshape(-1)]
+                    ).reshape(mse.shape[:-3])

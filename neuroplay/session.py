@@ -28,7 +28,7 @@ from neuroplay.envs.players import RandomPolicy, TrackerPolicy
 from neuroplay.envs.real import MAX_EPISODE_STEPS, RealEnv
 from neuroplay.errors import SetupError, UsageError
 from neuroplay.models.decoding import DecodeConfig
-from neuroplay.psnr import psnr_uint8 as psnr
+from neuroplay.psnr import frame_psnr
 from neuroplay.recorder import Recorder
 
 MODES = ("dream", "real", "compare", "record", "replay")
@@ -322,7 +322,7 @@ class Session:
             assert self.dream is not None
             real_tokens = self.dream.encode(r.frame[None])[0]
             self.curves["acc"].append(token_accuracy(dream_tokens, real_tokens))
-            self.curves["psnr"].append(psnr(self.frame, r.frame))
+            self.curves["psnr"].append(float(frame_psnr(self.frame, r.frame)))
             self.heat = diff_map(self.frame, r.frame)
         if r.done:
             if self.mode == "dream":  # the shadow game ended: start it again; the dream plays on

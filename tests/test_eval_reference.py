@@ -24,9 +24,10 @@ from neuroplay.checkpoint import load_pair
 from neuroplay.data.episodes import Episodes
 from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, to_uint8
 from neuroplay.evaluation.indices import all_samples
-from neuroplay.evaluation.metrics import SANE_PSNR, evaluate, frame_psnr, paddle_move, paddle_x, psnr_from_mse
+from neuroplay.evaluation.metrics import SANE_PSNR, evaluate, paddle_move, paddle_x, psnr_from_mse
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.world_model import TemporalWorldModel
+from neuroplay.psnr import frame_psnr
 from tests.factories import random_model
 
 H = 5

@@ -12,7 +12,7 @@ import pytest
 from neuroplay.data.episodes import Episodes
 from neuroplay.envs.real import RealEnv
 from neuroplay.psnr import PSNR_CAP as PSNR_MAX
-from neuroplay.psnr import psnr_uint8 as psnr
+from neuroplay.psnr import frame_psnr
 from neuroplay.session import (
     FIRE,
     LEFT,
@@ -47,8 +47,8 @@ def test_metrics_match_hand_computation() -> None:
     a = np.zeros((84, 64, 3), np.uint8)
     b = a.copy()
     b[10, 20] = (255, 0, 0)
-    assert psnr(a, a) == PSNR_MAX
-    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / (255**2 / (84 * 64 * 3))))
+    assert frame_psnr(a, a) == PSNR_MAX
+    assert frame_psnr(a, b) == pytest.approx(10 * math.log10(255**2 / (255**2 / (84 * 64 * 3))))
     heat = diff_map(a, b)
     assert heat.shape == (84, 64) and heat[10, 20] == pytest.approx(1 / 3) and heat.sum() == pytest.approx(1 / 3)
     t1 = np.arange(336) % 32
@@ -98,7 +98,7 @@ def test_compare_metrics(dream_env) -> None:
         v = s.step(Keys(fire=True))
     assert [t for t, _ in v.panels] == ["real", "dream"]
     dream_frame, real_frame = v.panels[1][1], v.panels[0][1]
-    assert v.curves["psnr"][-1] == pytest.approx(psnr(dream_frame, real_frame))
+    assert v.curves["psnr"][-1] == pytest.approx(float(frame_psnr(dream_frame, real_frame)))
     want = token_accuracy(dream_env.tokens, dream_env.encode(real_frame[None])[0])
     assert v.curves["acc"][-1] == pytest.approx(want) and len(v.curves["acc"]) == 3
     assert np.allclose(v.heat, diff_map(dream_frame, real_frame))

@@ -25,8 +25,9 @@ from matplotlib.figure import Figure
 from neuroplay.config import ACTION_NAMES
 from neuroplay.envs.breakout import detect
 from neuroplay.evaluation.frames import EvalData, FrameSource, to_uint8
-from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x, psnr_from_mse
+from neuroplay.evaluation.metrics import SANE_PSNR, paddle_move, paddle_x, psnr_from_mse
 from neuroplay.evaluation.objects import VQ_GATES, ObjectTally, gates
+from neuroplay.psnr import frame_psnr
 
 
 def _grid(rows: list[list[np.ndarray]], scale: int = 2, gap: int = 2) -> np.ndarray:

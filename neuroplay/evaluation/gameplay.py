@@ -34,10 +34,11 @@ from neuroplay.envs.breakout import ball_positions, ball_xy, bricks, detect, liv
 from neuroplay.envs.events import BOUNCE, LOST, track_events
 from neuroplay.evaluation.dreamer import Dreamer
 from neuroplay.evaluation.frames import FIRE, NOOP, EvalData, FrameSource, to_uint8
-from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr
+from neuroplay.evaluation.metrics import SANE_PSNR
 from neuroplay.evaluation.probes import dream_batch, dream_frames, scan_states
 from neuroplay.evaluation.realgame import Replay, primed_trackers, tracker_flight
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
+from neuroplay.psnr import frame_psnr
 
 LEAD = 3
 """The event happens 1..LEAD frames after the last history frame."""

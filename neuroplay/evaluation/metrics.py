@@ -40,7 +40,7 @@ from neuroplay.evaluation.dreamer import Dreamers, h1_logits, plan_runs, rollout
 from neuroplay.evaluation.frames import LEFT, MIRROR_ACTION, RIGHT, EvalData, FrameSource, to_uint8
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
-from neuroplay.psnr import psnr_from_mse
+from neuroplay.psnr import frame_psnr, psnr_from_mse
 
 SHALLOW_SPAN = 8
 """Samples scored at h1 only go in spans of this many batches (long runs for `h1_logits`)."""
@@ -85,13 +85,6 @@ def paddle_x(frames: np.ndarray) -> np.ndarray:
 def paddle_xs(objs: list[Objects]) -> np.ndarray:
     """`paddle_x` of readings already made."""
     return np.array([np.nan if o.paddle_x is None else o.paddle_x for o in objs], np.float64)
-
-
-def frame_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR (dB) of uint8 frames (..., 84, 64, 3) a against b (broadcast)."""
-    mse = ((a.astype(np.float32) - b.astype(np.float32)) / 255) ** 2
-    return np.array([psnr_from_mse(float(m)) for m in mse.reshape(*mse.shape[:-3], -1).mean(-1).reshape(-1)]
-                    ).reshape(mse.shape[:-3])
 
 
 def paddle_move(x0: np.ndarray, xs: np.ndarray, sane: np.ndarray | None = None) -> np.ndarray:

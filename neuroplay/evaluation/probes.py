@@ -28,9 +28,10 @@ import torch
 from neuroplay.envs.breakout import Objects, detect
 from neuroplay.evaluation.dreamer import Dreamers, rollout
 from neuroplay.evaluation.frames import FIRE, LEFT, NOOP, RIGHT, EvalData, FrameSource, to_uint8
-from neuroplay.evaluation.metrics import SANE_PSNR, frame_psnr, paddle_move, paddle_x, paddle_xs
+from neuroplay.evaluation.metrics import SANE_PSNR, paddle_move, paddle_x, paddle_xs
 from neuroplay.evaluation.realgame import Replay, fire_delays
 from neuroplay.models.decoding import ARGMAX, DecodeConfig, TokenDecoder
+from neuroplay.psnr import frame_psnr
 
 WALL_MARGIN = 3.0
 """Pixels from the paddle's observed extremes inside which a state is not used for the response probe."""
