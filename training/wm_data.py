@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuroplay.config import HISTORY
 from neuroplay.data.datasets import history_rows, split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.envs.events import LOST
@@ -120,12 +121,13 @@ class TokenSampler:
         self._drawn = [0, 0, 0]
         return {"event_share": k / n, "lost_share": lost / n} if n else {}
 
-    def _history(self, rows: np.ndarray, first: np.ndarray, w: int = 4) -> torch.Tensor:
+    def _history(self, rows: np.ndarray, first: np.ndarray, w: int = HISTORY) -> torch.Tensor:
         """Frames t-w+1..t, clamped at the episode's first frame: (B, w, 336) long."""
         idx = history_rows(rows, first, w)  # (B, w)
         return torch.from_numpy(self.tokens[idx].astype(np.int64))
 
-    def _history_actions(self, rows: np.ndarray, first: np.ndarray, trans: np.ndarray, w: int = 4) -> torch.Tensor:
+    def _history_actions(self, rows: np.ndarray, first: np.ndarray, trans: np.ndarray,
+                         w: int = HISTORY) -> torch.Tensor:
         """Actions taken at history frames t-w+1..t-1 (B, w-1) long, for fused models (lite2).
 
         `trans` is the transition row of frame t. A padding copy of the episode's first frame is followed by
