@@ -28,7 +28,6 @@ from neuroplay.config import SHIPPED_CHECKPOINT
 from neuroplay.data.episodes import Episodes
 from neuroplay.evaluation.objects import ObjectTally
 from neuroplay.models.patches import PatchConfig, PatchTokenizer, to_patches
-from neuroplay.models.vqvae import to_uint8_image
 from neuroplay.psnr import psnr_from_mse
 
 Codec = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -41,8 +40,7 @@ def vq_codec(path: Path) -> Codec:
     @torch.inference_mode()
     def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tok = vq.encode(torch.from_numpy(frames))  # (n, 21, 16)
-        z = vq.quantizer.lookup(tok)
-        return tok.flatten(1).numpy(), to_uint8_image(vq.decoder(z)).numpy()
+        return tok.flatten(1).numpy(), vq.decode_uint8(tok)
 
     return run
 

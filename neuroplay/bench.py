@@ -10,7 +10,8 @@ What is measured (batch 1, after `--warmup` calls, `--steps` timed calls each, p
   frame under the action played plus the layers below `action_layer`, the query the layers from it up; for
   full attention the frame pass only rolls the window;
 - `wm_full`: the full recompute of one step (`spec`'s only path; for `lite` the window without a cache);
-- `decode_fp32`, `decode_fp32_cl`, `decode_bf16_cl`: VQ decode + uint8 conversion, plain vs the engine's;
+- `decode`: the tokenizer's decode to uint8 frames as the engine runs it; for a VQ-VAE also `decode_fp32`,
+  `decode_fp32_cl`, `decode_bf16_cl`: plain vs the engine's layout and dtype;
 - `key_to_frame` (engine step after `prepare`: query, argmax, decode, to numpy) and `play_loop`
   (prepare + step: one frame of the game loop without a window), whose p50 gives the FPS ceiling;
 - with `--paced-frames N`: the headless game loop paced at `--fps`, its sustained FPS and dropped frames;
@@ -163,13 +164,19 @@ def bench_wm(wm: Any, device: torch.device, cfg: BenchConfig, next_logits: Any =
 
 
 def bench_decode(vq: Any, device: torch.device, cfg: BenchConfig) -> dict[str, dict[str, float]]:
-    """VQ decode to uint8 frames: fp32 plain, fp32 channels_last, bf16 channels_last (the engine's)."""
+    """Tokens to uint8 frames. `decode`: the tokenizer as the engine runs it (bf16 where fast). A VQ-VAE's
+    convolutional decoder is also timed three ways: fp32 plain, fp32 channels_last, bf16 channels_last."""
+    from neuroplay.device import bf16_fast
     from neuroplay.models.vqvae import to_uint8_image
 
     g = torch.Generator().manual_seed(cfg.seed)
-    toks = torch.randint(vq.cfg.n_embeddings, (1, TOKEN_H, TOKEN_W), generator=g).to(device)
+    toks = torch.randint(vq.n_codes, (1, TOKEN_H, TOKEN_W), generator=g).to(device)
+    engine_tok = copy.deepcopy(vq).to(device).eval()
+    engine_tok.for_inference(torch.bfloat16 if bf16_fast(device) else torch.float32)
+    out = {"decode": stats(timeit(lambda: engine_tok.decode_uint8(toks), cfg.steps, cfg.warmup, device))}
+    if not hasattr(vq, "decoder"):  # a table lookup: no layouts or dtypes to compare
+        return out
     z = vq.quantizer.to(device).lookup(toks)
-    out = {}
     for name, dt, fmt in (("decode_fp32", torch.float32, torch.contiguous_format),
                           ("decode_fp32_cl", torch.float32, torch.channels_last),
                           ("decode_bf16_cl", torch.bfloat16, torch.channels_last)):

@@ -20,15 +20,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from neuroplay import __version__
-from neuroplay.config import VQConfig, WMConfig, config_from_dict, config_to_dict
+from neuroplay.config import PatchConfig, VQConfig, WMConfig, config_from_dict, config_to_dict
 from neuroplay.errors import NeuroplayError
+from neuroplay.models.patches import PatchTokenizer
 from neuroplay.models.vqvae import VQVAE
 from neuroplay.models.world_model import TemporalWorldModel
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-KINDS: dict[str, tuple[type, type]] = {"vqvae": (VQVAE, VQConfig), "world_model": (TemporalWorldModel, WMConfig)}
+KINDS: dict[str, tuple[type, type]] = {
+    "vqvae": (VQVAE, VQConfig), "patches": (PatchTokenizer, PatchConfig), "world_model": (TemporalWorldModel, WMConfig)
+}
+TOKENIZER_KINDS = ("vqvae", "patches")
+"""What a pair's tokenizer folder (`<pair>/vqvae`) may hold: a trained VQ-VAE or a fitted patch codebook. Both
+answer `n_codes`, `encode`, `decode`, `decode_uint8`, `code_vectors` and `for_inference`."""
+Tokenizer = VQVAE | PatchTokenizer
 
 
 class CheckpointError(NeuroplayError, RuntimeError):
@@ -127,14 +134,15 @@ def read_info(directory: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    directory: str | Path, expect_kind: str | None = None, device: str | torch.device = "cpu"
+    directory: str | Path, expect_kind: str | tuple[str, ...] | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint folder and load its weights (float32, eval mode)."""
     d = Path(directory)
     info = read_info(d)
     kind = info["kind"]
-    if expect_kind and kind != expect_kind:
-        raise CheckpointError(f"{d / CONFIG}: is a {kind} checkpoint, expected {expect_kind}")
+    kinds = (expect_kind,) if isinstance(expect_kind, str) else expect_kind
+    if kinds and kind not in kinds:
+        raise CheckpointError(f"{d / CONFIG}: is a {kind} checkpoint, expected {' or '.join(kinds)}")
     model_cls, cfg_cls = KINDS[kind]
     try:
         cfg = config_from_dict(cfg_cls, info["config"])
@@ -180,17 +188,20 @@ def tokens_root(vq_info: dict[str, Any]) -> str:
     return str(vq_info.get("tokens_of") or vq_info["weights_sha256"])
 
 
+def load_tokenizer(directory: str | Path, device: str | torch.device = "cpu") -> tuple[Tokenizer, dict[str, Any]]:
+    """A pair's tokenizer folder: a VQ-VAE or a patch codebook (`TOKENIZER_KINDS`)."""
+    return load_checkpoint(directory, TOKENIZER_KINDS, device)  # type: ignore[return-value]
+
+
 def load_pair(
     run_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[VQVAE, TemporalWorldModel, dict[str, Any]]:
-    """Load `<dir>/vqvae` and `<dir>/wm` and check that the world model's vocab fits the codebook."""
+) -> tuple[Tokenizer, TemporalWorldModel, dict[str, Any]]:
+    """Load `<dir>/vqvae` (the tokenizer) and `<dir>/wm` and check that the world model's vocab fits it."""
     d = Path(run_dir)
-    vq, vq_info = load_checkpoint(d / "vqvae", "vqvae", device)
+    vq, vq_info = load_tokenizer(d / "vqvae", device)
     wm, wm_info = load_checkpoint(d / "wm", "world_model", device)
-    if wm.cfg.n_vocab != vq.cfg.n_embeddings:
-        raise CheckpointError(
-            f"{d}: world model vocab {wm.cfg.n_vocab} != VQ-VAE codebook {vq.cfg.n_embeddings}"
-        )
+    if wm.cfg.n_vocab != vq.n_codes:
+        raise CheckpointError(f"{d}: world model vocab {wm.cfg.n_vocab} != tokenizer codebook {vq.n_codes}")
     want = wm_info.get("vq_sha256")
     if want and want not in tokens_identity(vq_info):
         raise CheckpointError(f"{d / 'wm'}: was trained on tokens of another VQ-VAE than {d / 'vqvae'}")

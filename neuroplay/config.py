@@ -155,6 +155,14 @@ class WMConfig:
 
 
 @dataclass(frozen=True)
+class PatchConfig:
+    """The local patch tokenizer (`models/patches.py`): a codebook of real 4x4 patches, fitted, not trained."""
+
+    n_codes: int = 512
+    """Codebook entries (the world model's vocabulary)."""
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named pair of model configs plus the training defaults that suit them."""
 
@@ -168,6 +176,8 @@ class Preset:
     """Why this preset exists."""
     train: dict[str, Any] = field(default_factory=dict)
     """Training-flag defaults that differ from the reference design for this preset (docs/design.md)."""
+    patches: PatchConfig | None = None
+    """Set: the tokenizer is a fitted patch codebook (`train vqvae` fits it) and `vq` is unused."""
 
 
 _LITE_VQ = VQConfig(hidden_channels=32, mid_channels=64, latent_channels=64)
@@ -210,6 +220,17 @@ PRESETS: dict[str, Preset] = {
         ),
         train=_LITE_TRAIN,
     ),
+    "local": Preset(
+        name="local",
+        vq=_LITE_VQ,
+        wm=dataclasses.replace(_LITE_WM, fused_query=True, action_layer=2, n_vocab=512),
+        notes=(
+            "lite2's world model on the local patch tokenizer: a token is the nearest of 512 real 4x4 patches, "
+            "so the grid changes only where the pixels do (about 8 tokens a step, against 32 for a VQ-VAE's)."
+        ),
+        train=_LITE_TRAIN,
+        patches=PatchConfig(n_codes=512),
+    ),
     "tiny": Preset(
         name="tiny",
         vq=_TINY_VQ,
@@ -223,6 +244,14 @@ PRESETS: dict[str, Preset] = {
         wm=dataclasses.replace(_TINY_WM, fused_query=True, action_layer=1),
         notes="lite2's fused design at toy size, for tests (the action enters at layer 1 of 2).",
         train={"batch_size": 8, "seq_frames": 8},
+    ),
+    "tiny-local": Preset(
+        name="tiny-local",
+        vq=_TINY_VQ,
+        wm=dataclasses.replace(_TINY_WM, fused_query=True, action_layer=1, n_vocab=320),
+        notes="local at toy size, for tests: 320 patch codes (past 256, so token files are uint16).",
+        train={"batch_size": 8, "seq_frames": 8},
+        patches=PatchConfig(n_codes=320),
     ),
     "tiny-full": Preset(
         name="tiny-full",

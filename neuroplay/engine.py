@@ -1,8 +1,8 @@
-"""The play-time step for any preset: tokens -> world model -> token decoder -> VQ decode -> uint8 frame.
+"""The play-time step for any preset: tokens -> world model -> token decoder -> tokenizer decode -> uint8 frame.
 
 What makes it fast enough for 15 FPS on a laptop CPU (figures in docs/performance.md, `neuroplay bench`):
 - bf16 weights where the CPU has AVX-512 bf16 / AMX, or on CUDA (2x measured on the 2-core CPU here);
-- channels_last VQ decode; everything under `torch.inference_mode`;
+- channels_last VQ-VAE decode (a patch tokenizer's is a table lookup); everything under `torch.inference_mode`;
 - block-causal models (`lite`) keep a KV cache: the newest frame's pass does not depend on the action,
   so `prepare()` runs it while the game waits for the next key, and only the 337-token query pass and
   the decode sit between the key press and the screen. Fused models (`lite2`) have one pass per frame:
@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuroplay.checkpoint import load_pair
-from neuroplay.config import TOKEN_H, TOKEN_W
+from neuroplay.checkpoint import Tokenizer, load_pair
+from neuroplay.data.episodes import token_dtype
 from neuroplay.device import bf16_fast, resolve_device
 from neuroplay.models.cache import copy_state
 from neuroplay.models.decoding import DecodeConfig, TokenDecoder
-from neuroplay.models.vqvae import VQVAE, to_uint8_image
 from neuroplay.models.world_model import DreamState, TemporalWorldModel
 
 Revised = tuple[torch.Tensor, np.ndarray] | None
@@ -47,7 +46,7 @@ class DreamStep:
     frame: np.ndarray
     """(84, 64, 3) uint8."""
     tokens: np.ndarray
-    """(336,) uint8 token ids of the frame."""
+    """(336,) token ids of the frame (uint8, or uint16 past 256 codes)."""
     changed_tokens: int
     """Tokens that differ from the previous frame: a drift signal for the HUD."""
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -55,11 +54,11 @@ class DreamStep:
 
 
 class DreamEngine:
-    """Owns a VQ-VAE + world model pair and the dream's state (history or KV cache)."""
+    """Owns a tokenizer + world model pair and the dream's state (history or KV cache)."""
 
     def __init__(
         self,
-        vq: VQVAE,
+        vq: Tokenizer,
         wm: TemporalWorldModel,
         device: str | torch.device = "auto",
         dtype: str = "auto",
@@ -72,7 +71,9 @@ class DreamEngine:
         self.dtype = torch.bfloat16 if use_bf16 else torch.float32
         self.vq = vq.to(self.device).eval()
         self.wm = wm.to(self.device, self.dtype).eval()
-        self.vq.decoder.to(self.dtype, memory_format=torch.channels_last)
+        self.vq.for_inference(self.dtype)
+        self.token_dtype = token_dtype(vq.n_codes)
+        """numpy dtype of the token ids handed out (`DreamStep.tokens`)."""
         self.seed = seed
         self.decoder = TokenDecoder(decode, seed, self.device)
         """How the dream's tokens are drawn from the logits; reseeded by every `reset`, so a dream is a function
@@ -123,7 +124,7 @@ class DreamEngine:
                 raise ValueError("reset needs frames or tokens")
             toks = self.encode(frames)
         else:
-            toks = torch.as_tensor(np.asarray(tokens), device=self.device).long().reshape(-1, self.wm.n_tokens)
+            toks = torch.as_tensor(np.asarray(tokens, np.int64), device=self.device).reshape(-1, self.wm.n_tokens)
         acts = torch.zeros(len(toks) - 1, dtype=torch.long, device=self.device)  # NOOP unless told
         if actions is not None and len(toks) > 1:
             given = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1)
@@ -198,12 +199,10 @@ class DreamEngine:
         assert self.state is not None
         self.wm.advance(self.state, toks[None], torch.tensor([action], device=self.device))
         timings = {"prepare": prep, "model": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return DreamStep(frame, toks.to(torch.uint8).cpu().numpy(), changed, timings)
+        return DreamStep(frame, toks.cpu().numpy().astype(self.token_dtype), changed, timings)
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         """Tokens (B, 336) -> uint8 frames (B, 84, 64, 3)."""
-        z = self.vq.quantizer.lookup(tokens.long().view(-1, TOKEN_H, TOKEN_W)).to(self.dtype)  # (B, 21, 16) codes
-        z = z.contiguous(memory_format=torch.channels_last)
-        return to_uint8_image(self.vq.decoder(z)).cpu().numpy()
+        return self.vq.decode_uint8(tokens)
 

@@ -71,3 +71,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, breakout_file: Path) -> P
     train_wm(WMTrainConfig(data=[str(run / "atari_tokens_hires.npz")], steps=60, batch_size=8, seq_frames=8,
                            warmup=10, lr=3e-3, val_samples=64, eval_every=30, **common))
     return run
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory: pytest.TempPathFactory, breakout_file: Path) -> Path:
+    """A run folder of the `tiny-local` preset, made by `train all`: a fitted patch codebook (`vqvae/`, 320 codes,
+    so uint16 tokens), its token file and a world model trained for seconds (`wm/`)."""
+    from training.cli import AllConfig, run_all
+
+    run = tmp_path_factory.mktemp("runs") / "local"
+    run_all(AllConfig(data=[str(breakout_file)], preset="tiny-local", run_dir=str(run), vq_steps=1, wm_steps=60,
+                      device="cpu", progress_bar=False))
+    return run

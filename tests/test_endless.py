@@ -113,7 +113,7 @@ class _ReplayEngine:
     makes of the frames is under test here, not a model."""
 
     def __init__(self, frames: np.ndarray) -> None:
-        self.frames, self.i, self.device = frames, 0, "cpu"
+        self.frames, self.i, self.device, self.token_dtype = frames, 0, "cpu", np.uint8
         self.last_tokens = torch.zeros(336, dtype=torch.uint8)
 
     def reset(self, frames: np.ndarray, actions=None, seed: int = 0) -> np.ndarray:

@@ -114,7 +114,7 @@ class _Dream:
     SERVE_AT = 12 * 16 + 8  # token row 12 (frame rows 48-51), column 8
 
     def __init__(self, empty: np.ndarray, served: np.ndarray, serve_p: float) -> None:
-        self.empty, self.served, self.device = empty, served, "cpu"
+        self.empty, self.served, self.device, self.token_dtype = empty, served, "cpu", np.uint8
         self.serve_p = serve_p
         self.last_tokens = torch.zeros(336, dtype=torch.long)
 

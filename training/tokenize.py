@@ -1,9 +1,9 @@
 """`neuroplay train tokenize`: encode every frame once, so world-model training never runs the encoder.
 
-The token file has the episode layout of the frame file with `tokens` (M, 21, 16) uint8 in place of
-`frames`, and records the sha256 of the VQ-VAE weights it came from; world-model checkpoints carry that
-hash on, and loading a pair checks it. It also carries `events` (`frame_events`, read from the pixels
-here, the only place that has them), so world-model training can draw windows by event.
+The token file has the episode layout of the frame file with `tokens` (M, 21, 16) in place of `frames` (uint8,
+or uint16 past 256 codes), and records the sha256 of the tokenizer weights it came from; world-model
+checkpoints carry that hash on, and loading a pair checks it. It also carries `events` (`frame_events`, read
+from the pixels here, the only place that has them), so world-model training can draw windows by event.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuroplay.checkpoint import load_checkpoint, tokens_root
-from neuroplay.config import TOKENS_FILE
-from neuroplay.data.episodes import Episodes, file_hash
+from neuroplay.checkpoint import Tokenizer, load_tokenizer, tokens_root
+from neuroplay.config import TOKEN_H, TOKEN_W, TOKENS_FILE
+from neuroplay.data.episodes import Episodes, file_hash, token_dtype
 from neuroplay.device import resolve_device
 from neuroplay.envs.events import EVENT_BITS, frame_events
 
@@ -40,12 +40,12 @@ class TokenizeConfig:
 
 
 @torch.no_grad()
-def encode_frames(vq: torch.nn.Module, frames: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
-    """uint8 frames (M, 84, 64, 3) -> uint8 tokens (M, 21, 16)."""
-    out = np.empty((len(frames), 21, 16), np.uint8)
+def encode_frames(vq: Tokenizer, frames: np.ndarray, device: torch.device, batch: int = 256) -> np.ndarray:
+    """uint8 frames (M, 84, 64, 3) -> tokens (M, 21, 16), uint8 for up to 256 codes, else uint16."""
+    out = np.empty((len(frames), TOKEN_H, TOKEN_W), token_dtype(vq.n_codes))
     for i in range(0, len(frames), batch):
         x = torch.from_numpy(np.array(frames[i : i + batch])).to(device)
-        out[i : i + batch] = vq.encode(x).cpu().numpy().astype(np.uint8)
+        out[i : i + batch] = vq.encode(x).cpu().numpy().astype(out.dtype)
     return out
 
 
@@ -54,7 +54,7 @@ def tokenize(cfg: TokenizeConfig) -> Path:
     device = resolve_device(cfg.device)
     run = Path(cfg.run_dir)
     vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
-    vq, info = load_checkpoint(vq_dir, "vqvae", device)
+    vq, info = load_tokenizer(vq_dir, device)
     parts = []
     for p in cfg.data:
         eps = Episodes.load(p, mmap=True)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from neuroplay.checkpoint import read_info, save_checkpoint, tokens_root
 from neuroplay.config import PRESETS, SHIPPED_PRESET, get_preset
-from neuroplay.data.datasets import split_episodes
+from neuroplay.data.datasets import frame_indices, split_episodes
 from neuroplay.data.episodes import DatasetError, Episodes
 from neuroplay.device import resolve_device
 from neuroplay.evaluation.objects import ObjectTally, gates, vq_score
@@ -116,16 +116,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return psnr_from_mse(F.mse_loss((a.float() + 1) / 2, (b.float() + 1) / 2).item())
 
 
-def frame_indices(eps: Episodes, episodes: np.ndarray) -> np.ndarray:
-    """All frame rows belonging to the given episodes."""
-    offs, lens = eps.frame_offsets, eps.episode_lengths
-    return np.concatenate([np.arange(offs[e], offs[e] + lens[e] + 1) for e in episodes])
-
-
 def train_vqvae(cfg: VQTrainConfig) -> Path:
     """Train, checkpointing into `<run_dir>/vqvae` (best) and `<run_dir>/last/vqvae` (resume)."""
-    device = resolve_device(cfg.device)
     preset = get_preset(cfg.preset)
+    if preset.patches is not None:  # a fitted codebook, not a trained VQ-VAE
+        from training.patches import fit_patches
+
+        patches = replace(preset.patches, n_codes=cfg.codes) if cfg.codes > 0 else preset.patches
+        return fit_patches(cfg, patches, preset.name)
+    device = resolve_device(cfg.device)
     run = Path(cfg.run_dir)
     eps = Episodes.concat([Episodes.load(p, mmap=True) for p in cfg.data])
     train_e, val_e = split_episodes(eps.n_episodes, cfg.val_fraction, cfg.split_seed)

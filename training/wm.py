@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from neuroplay.checkpoint import load_checkpoint, read_info, save_checkpoint
+from neuroplay.checkpoint import load_tokenizer, read_info, save_checkpoint
 from neuroplay.config import PRESETS, SHIPPED_PRESET, get_preset
 from neuroplay.device import resolve_device
 from neuroplay.errors import UsageError
@@ -232,7 +232,7 @@ def play_checker(cfg: WMTrainConfig, vq_dir: Path, device: torch.device) -> Any:
     if not (vq_dir / "config.json").exists():
         raise UsageError(f"--select play needs the VQ-VAE to see the dream: no checkpoint in {vq_dir} "
                          "(give --vq-checkpoint)")
-    vq, vq_info = load_checkpoint(vq_dir, "vqvae", device)
+    vq, vq_info = load_tokenizer(vq_dir, device)
     data, samples = frozen_samples(cfg.data, "canary", "val", Path(cfg.run_dir) / "play_indices.json",
                                    val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     data.check_tokens_of(cfg.data, vq_info, vq_dir)  # else it would score noise
@@ -264,10 +264,10 @@ def train_wm(cfg: WMTrainConfig) -> Path:
     data = TokenSampler.from_files(cfg.data, cfg.val_fraction, cfg.split_seed, cfg.expert_weight, cfg.event_weight,
                                    cfg.lost_weight)
     vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
-    vq = load_checkpoint(vq_dir, "vqvae")[0] if (vq_dir / "config.json").exists() else None
+    vq = load_tokenizer(vq_dir)[0] if (vq_dir / "config.json").exists() else None
     if vq is not None:
-        dist = code_distances(vq.quantizer.embedding).to(device)
-    else:  # no VQ at hand: every code change counts the same
+        dist = code_distances(vq.code_vectors()).to(device)
+    else:  # no tokenizer at hand: every code change counts the same
         dist = (1 - torch.eye(preset.wm.n_vocab)).to(device)
     imp = ImportanceConfig(cfg.motion_scale, cfg.eventness_scale, cfg.persistence_scale, cfg.max_ratio)
 

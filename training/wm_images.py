@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from neuroplay.models.vqvae import VQVAE, to_uint8_image
+from neuroplay.checkpoint import Tokenizer
 from neuroplay.models.world_model import TemporalWorldModel
 from training.common import image_grid
 
 
 @torch.no_grad()
 def rollout_grid(
-    model: TemporalWorldModel, vq: VQVAE, batch: dict[str, torch.Tensor], device: torch.device
+    model: TemporalWorldModel, vq: Tokenizer, batch: dict[str, torch.Tensor], device: torch.device
 ) -> torch.Tensor:
     """(2H, K*W, 3) uint8: the real K frames of a val window above the model's K-step dream of them."""
     model.eval()
@@ -25,4 +25,4 @@ def rollout_grid(
         hist = torch.cat([hist[:, 1:], nxt[:, None]], 1)  # roll: (1, 4, 336)
         h_act = torch.cat([h_act[:, 1:], actions[:, k : k + 1]], 1)  # roll: (1, 3)
     real = batch["targets"][0].to(device)  # (K, 336)
-    return image_grid([to_uint8_image(vq.decode(real).cpu()), to_uint8_image(vq.decode(torch.cat(dream)).cpu())])
+    return image_grid([torch.from_numpy(vq.decode_uint8(real)), torch.from_numpy(vq.decode_uint8(torch.cat(dream)))])

@@ -8,10 +8,21 @@ The batches are drawn by `training/wm_data.TokenSampler`, whose tests pin these 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from neuroplay.config import HISTORY
 from neuroplay.errors import UsageError
+
+if TYPE_CHECKING:
+    from neuroplay.data.episodes import Episodes
+
+
+def frame_indices(eps: Episodes, episodes: np.ndarray) -> np.ndarray:
+    """All frame rows belonging to the given episodes."""
+    offs, lens = eps.frame_offsets, eps.episode_lengths
+    return np.concatenate([np.arange(offs[e], offs[e] + lens[e] + 1) for e in episodes])
 
 
 def split_episodes(n_episodes: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 Layout (docs/training.md, "Dataset format"):
 
-- `frames`  (sum(N_e+1), 84, 64, 3) uint8 - or `tokens` (sum(N_e+1), 21, 16) uint8 for a token cache
+- `frames`  (sum(N_e+1), 84, 64, 3) uint8 - or `tokens` (sum(N_e+1), 21, 16) for a token cache, uint8
+  (uint16 for a codebook past 256 codes)
 - `actions` (sum N_e,) uint8, `action[i]` took `frame[i]` to `frame[i+1]` of the same episode
 - `rewards` (sum N_e,) float32, `dones` (sum N_e,) bool
 - `episode_lengths` (E,) int64: N_e transitions of episode e, whose N_e+1 frames start at sum_{j<e}(N_j+1)
@@ -49,7 +50,7 @@ class Episodes:
     frames: np.ndarray | None
     """(M, 84, 64, 3) uint8 pixels, or None in a token file."""
     tokens: np.ndarray | None
-    """(M, 21, 16) uint8 VQ token ids, or None in a pixel file."""
+    """(M, 21, 16) token ids (uint8, or uint16 past 256 codes), or None in a pixel file."""
     actions: np.ndarray
     """(T,) uint8 in [0, 4): NOOP, FIRE, RIGHT, LEFT."""
     rewards: np.ndarray
@@ -156,8 +157,10 @@ class Episodes:
             raise bad("needs exactly one of 'frames' or 'tokens'")
         arr, what = (self.frames, "frames") if self.frames is not None else (self.tokens, "tokens")
         shape = (FRAME_H, FRAME_W, 3) if what == "frames" else (TOKEN_H, TOKEN_W)
-        if arr.dtype != np.uint8 or arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
-            raise bad(f"'{what}' must be uint8 (M, {', '.join(map(str, shape))}), got {arr.dtype} {arr.shape}")
+        kinds = (np.uint8,) if what == "frames" else (np.uint8, np.uint16)
+        if arr.dtype not in kinds or arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
+            want = "uint8" if what == "frames" else "uint8 or uint16"
+            raise bad(f"'{what}' must be {want} (M, {', '.join(map(str, shape))}), got {arr.dtype} {arr.shape}")
         for key, dtype in (("actions", np.uint8), ("rewards", np.float32), ("dones", np.bool_),
                            ("episode_lengths", np.int64)):
             a = getattr(self, key)
@@ -277,6 +280,11 @@ class Episodes:
             "actions": {n: int(c) for n, c in zip(("NOOP", "FIRE", "RIGHT", "LEFT"), counts)},
             "sources": by_source, "bytes_per_frame": int(np.prod(self.images.shape[1:])), "meta": self.meta,
         }
+
+
+def token_dtype(n_codes: int) -> type[np.unsignedinteger]:
+    """The on-disk dtype of token ids from a codebook of `n_codes`: uint8 up to 256, else uint16."""
+    return np.uint8 if n_codes <= 256 else np.uint16
 
 
 def refuse_existing(out: Path, overwrite: bool) -> None:

@@ -56,7 +56,7 @@ class DreamEnv:
         self._batch_warm = False
         self.frame: np.ndarray | None = None
         self.tokens: np.ndarray | None = None
-        """(336,) uint8 tokens of the current frame (what the model will condition on next)."""
+        """(336,) tokens of the current frame (what the model will condition on next)."""
 
     @classmethod
     def from_checkpoint(cls, run_dir: str | Path, device: str = "auto", decode: DecodeConfig = DecodeConfig(),
@@ -76,7 +76,7 @@ class DreamEnv:
         if tokens is not None:
             toks = np.asarray(tokens).reshape(len(tokens), -1)
             self.frame = self.engine.reset(tokens=toks, actions=actions, seed=self.seed)
-            self.tokens = toks[-1].astype(np.uint8)
+            self.tokens = toks[-1].astype(self.engine.token_dtype)
         else:
             if frames is None:
                 frames = real_history(self.seed)
@@ -85,7 +85,7 @@ class DreamEnv:
                 frames = frames[None]
             self.frame = self.engine.reset(frames, actions=actions, seed=self.seed)
             assert self.engine.last_tokens is not None
-            self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(np.uint8)
+            self.tokens = self.engine.last_tokens.to("cpu").numpy().astype(self.engine.token_dtype)
         self.t = 0
         self.flow.reset()
         if tokens is None:
@@ -97,7 +97,7 @@ class DreamEnv:
             self.flow.update(np.asarray(f))  # the history's ball and lives, so a game that ends now ends
         self.score.reset(self.frame, self.tokens)
         if not self._batch_warm:  # the serve's batched decode sets up its kernels now, not in the middle of play
-            self.decode(np.zeros((SERVE_CANDIDATES, len(self.tokens)), np.uint8))
+            self.decode(np.zeros((SERVE_CANDIDATES, len(self.tokens)), self.engine.token_dtype))
             self._batch_warm = True
         return self.frame
 
@@ -143,5 +143,5 @@ class DreamEnv:
         """Tokens (T, 336 | 21, 16) -> frames (T, 84, 64, 3) uint8."""
         import torch
 
-        t = torch.as_tensor(np.asarray(tokens).reshape(len(tokens), -1), device=self.engine.device)
+        t = torch.as_tensor(np.asarray(tokens, np.int64).reshape(len(tokens), -1), device=self.engine.device)
         return self.engine.decode(t)

@@ -11,24 +11,14 @@ rare ones (the ball against each background) still get codes of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-from neuroplay.config import FRAME_H, FRAME_W, TOKEN_H, TOKEN_W
+from neuroplay.config import FRAME_H, FRAME_W, TOKEN_H, TOKEN_W, PatchConfig
 
 PATCH = FRAME_H // TOKEN_H
 """Pixels per token side (4)."""
-
-
-@dataclass(frozen=True)
-class PatchConfig:
-    """The patch tokenizer's shape."""
-
-    n_codes: int = 512
-    """Codebook entries (the world model's vocabulary)."""
 
 
 def to_patches(frames: np.ndarray) -> np.ndarray:
@@ -54,9 +44,17 @@ class PatchTokenizer(nn.Module):
         self.register_buffer("codebook", torch.zeros(cfg.n_codes, PATCH * PATCH * 3, dtype=torch.uint8))
         """(K, 48) uint8: the patches the codes stand for."""
 
+    @property
+    def n_codes(self) -> int:
+        """Vocabulary size (the world model's `n_vocab`)."""
+        return self.cfg.n_codes
+
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames (B, 84, 64, 3) -> token ids (B, 21, 16): the nearest codebook patch (squared error)."""
+        """uint8 frames (B, 84, 64, 3), or [-1, 1] float (B, 3, 84, 64) as `VQVAE.encode` also takes ->
+        token ids (B, 21, 16): the nearest codebook patch (squared error)."""
+        if frames.is_floating_point():
+            frames = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         x = torch.from_numpy(to_patches(frames.cpu().numpy())).to(self.codebook.device).float()  # (B, 336, 48)
         c = self.codebook.float()  # (K, 48)
         d = (c * c).sum(-1) - 2 * x @ c.T  # (B, 336, K): |x - c|^2 without |x|^2, the same for every code
@@ -64,9 +62,23 @@ class PatchTokenizer(nn.Module):
 
     @torch.no_grad()
     def decode_uint8(self, tokens: torch.Tensor) -> np.ndarray:
-        """Token ids (B, 21, 16) -> uint8 frames (B, 84, 64, 3)."""
-        p = self.codebook[tokens.reshape(len(tokens), -1).long()]  # (B, 336, 48)
+        """Token ids (B, 21, 16) or (B, 336) -> uint8 frames (B, 84, 64, 3)."""
+        p = self.codebook[tokens.reshape(len(tokens), -1).long().to(self.codebook.device)]  # (B, 336, 48)
         return from_patches(p.cpu().numpy())
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, 21, 16) or (B, 336) -> frames (B, 3, 84, 64) in [-1, 1], as `VQVAE.decode` gives them."""
+        x = torch.from_numpy(self.decode_uint8(tokens)).to(self.codebook.device)  # (B, 84, 64, 3) uint8
+        return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    def code_vectors(self) -> torch.Tensor:
+        """(K, 48) float: what each code stands for, in pixels (training's importance weights measure motion
+        as the distance between the codes a token moved between)."""
+        return self.codebook.float()
+
+    def for_inference(self, dtype: torch.dtype) -> None:
+        """Nothing to cast: decoding is a table lookup."""
 
     @classmethod
     def fit(cls, frames: np.ndarray, cfg: PatchConfig = PatchConfig()) -> PatchTokenizer:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuroplay.config import VQConfig
+from neuroplay.config import TOKEN_H, TOKEN_W, VQConfig
 
 
 @dataclass
@@ -239,6 +240,27 @@ class VQVAE(nn.Module):
             tokens = tokens.view(tokens.shape[0], 21, 16)  # (B, 21, 16)
         z = self.quantizer.lookup(tokens.long())
         return self.decoder(z.to(next(self.parameters()).dtype))
+
+
+    @property
+    def n_codes(self) -> int:
+        """Vocabulary size (the world model's `n_vocab`)."""
+        return self.cfg.n_embeddings
+
+    @torch.no_grad()
+    def decode_uint8(self, tokens: torch.Tensor) -> np.ndarray:
+        """Token grid (B, 21, 16) or (B, 336) -> uint8 frames (B, 84, 64, 3), in the decoder's dtype and layout."""
+        p = next(self.decoder.parameters())
+        z = self.quantizer.lookup(tokens.long().view(-1, TOKEN_H, TOKEN_W)).to(p.dtype)  # (B, D, 21, 16)
+        return to_uint8_image(self.decoder(z.contiguous(memory_format=torch.channels_last))).cpu().numpy()
+
+    def code_vectors(self) -> torch.Tensor:
+        """(K, D) float: the codebook (training's importance weights measure motion in it)."""
+        return self.quantizer.embedding.float()
+
+    def for_inference(self, dtype: torch.dtype) -> None:
+        """Cast the decoder, the only part that runs every dreamed frame, to `dtype`, channels-last."""
+        self.decoder.to(dtype, memory_format=torch.channels_last)
 
 
 def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
