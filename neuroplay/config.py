@@ -228,7 +228,7 @@ PRESETS: dict[str, Preset] = {
             "lite2's world model on the local patch tokenizer: a token is the nearest of 512 real 4x4 patches, "
             "so the grid changes only where the pixels do (about 8 tokens a step, against 32 for a VQ-VAE's)."
         ),
-        train=_LITE_TRAIN,
+        train={**_LITE_TRAIN, "code_distance": "binary"},
         patches=PatchConfig(n_codes=512),
     ),
     "tiny": Preset(

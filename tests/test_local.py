@@ -81,3 +81,21 @@ def test_a_world_model_of_another_vocab_is_refused(local_run: Path, tiny_run: Pa
     shutil.copytree(tiny_run / "wm", tmp_path / "wm")
     with pytest.raises(CheckpointError, match="vocab 32 != tokenizer codebook 320"):
         load_pair(tmp_path)
+
+
+def test_binary_motion_weighs_every_change_of_a_patch_code_as_an_event(local_run: Path) -> None:
+    from neuroplay.checkpoint import load_tokenizer
+    from training.importance import importance_weights, motion_distances
+
+    vq = load_tokenizer(local_run / "vqvae")[0]
+    t = torch.from_numpy(Episodes.load(local_run / "atari_tokens_hires.npz").tokens[:200].astype(np.int64))
+    t = t.flatten(1)  # (200, 336)
+    hist = torch.stack([t[i : i + 4] for i in range(len(t) - 4)])  # (196, 4, 336)
+    target = t[4:]  # (196, 336)
+    changed = target != hist[:, -1]
+    assert changed.any(1).float().mean() > 0.5  # real play: most steps change some token
+    by_pixels = importance_weights(hist, target, motion_distances(vq.code_vectors(), vq.n_codes, "codebook"))
+    binary = importance_weights(hist, target, motion_distances(vq.code_vectors(), vq.n_codes, "binary"))
+    assert (binary[changed] >= 3).all() and by_pixels[changed].median() < 2  # the ball's small patches weigh little
+    still = ~changed & (hist == hist[:, -1:]).all(1)  # (196, 336): no change in the history nor the target
+    assert still.any() and (binary[still] == 1).all()  # ... keeps weight 1

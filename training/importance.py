@@ -45,6 +45,18 @@ def code_distances(codebook: torch.Tensor) -> torch.Tensor:
     return d / d.max().clamp(min=1e-8)
 
 
+def motion_distances(code_vectors: torch.Tensor | None, n_vocab: int, kind: str = "codebook") -> torch.Tensor:
+    """(V, V) distances the motion terms read: `code_distances` of the tokenizer's code vectors (`codebook`), or 1
+    between any two different codes (`binary`, and the fallback without a tokenizer). A patch code's vector is
+    its pixels, so by `codebook` the 2-pixel ball moving over black is a small motion; `binary` counts every change
+    of a local code as the event it is."""
+    if kind == "codebook" and code_vectors is not None:
+        return code_distances(code_vectors)
+    if kind not in ("codebook", "binary"):
+        raise ValueError(f"unknown code distance {kind!r}")
+    return 1 - torch.eye(n_vocab)
+
+
 def importance_weights(
     history: torch.Tensor, target: torch.Tensor, dist: torch.Tensor, cfg: ImportanceConfig = ImportanceConfig()
 ) -> torch.Tensor:

@@ -45,7 +45,7 @@ from training.common import (
     seed_step,
     step_generator,
 )
-from training.importance import ImportanceConfig, code_distances, importance_weights, weighted_ce
+from training.importance import ImportanceConfig, importance_weights, motion_distances, weighted_ce
 from training.wm_data import TokenSampler
 
 
@@ -94,6 +94,9 @@ class WMTrainConfig:
     """Importance: multi-frame motion."""
     max_ratio: float = 6.0
     """Importance: cap of the 95th percentile over the median."""
+    code_distance: Literal["codebook", "binary"] = "codebook"
+    """Importance: motion as the distance between the codebook vectors of the two codes (the reference), or 1 for
+    any change (a patch code's pixel distance rates the 2-pixel ball a sixth of a brick)."""
     seq_frames: int = 12
     """Frames per clip in block-causal sequence batches."""
     expert_weight: float = 5.0
@@ -265,10 +268,7 @@ def train_wm(cfg: WMTrainConfig) -> Path:
                                    cfg.lost_weight)
     vq_dir = Path(cfg.vq_checkpoint) if cfg.vq_checkpoint else run / "vqvae"
     vq = load_tokenizer(vq_dir)[0] if (vq_dir / "config.json").exists() else None
-    if vq is not None:
-        dist = code_distances(vq.code_vectors()).to(device)
-    else:  # no tokenizer at hand: every code change counts the same
-        dist = (1 - torch.eye(preset.wm.n_vocab)).to(device)
+    dist = motion_distances(None if vq is None else vq.code_vectors(), preset.wm.n_vocab, cfg.code_distance).to(device)
     imp = ImportanceConfig(cfg.motion_scale, cfg.eventness_scale, cfg.persistence_scale, cfg.max_ratio)
 
     epoch_steps = max(1, data.n_train_transitions // (cfg.batch_size * dist_info.world))
