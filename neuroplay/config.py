@@ -289,7 +289,7 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 # ------------------------------------------------------------------------------- token decoding
-DecodeMode = Literal["argmax", "sample", "coupled"]
+DecodeMode = Literal["argmax", "change", "sample", "coupled"]
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,9 @@ class DecodeConfig:
     """How dreamed tokens are drawn from the logits (`neuroplay play --decode`, `neuroplay eval --decode`)."""
 
     mode: DecodeMode = "argmax"
-    """argmax: the most likely code; sample: each token drawn on its own; coupled: sure tokens by argmax, the
+    """argmax: the most likely code; change: the token changes when the model's odds of any other code than the
+    previous frame's add up to more than even, to the most likely of them; sample: each token drawn on its own;
+    coupled: sure tokens by argmax, the
     rest drawn together by one shared uniform (`neuroplay/models/decoding.py`). argmax is the default because
     it measured better with today's models (docs/evaluation.md, "Decoding the dream"); coupled is for a model
     sure enough of the static game that only its true events are left uncertain."""
@@ -307,8 +309,8 @@ class DecodeConfig:
     """coupled: a token whose top probability is at least this takes its argmax."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("argmax", "sample", "coupled"):
-            raise UsageError(f"--decode must be argmax, sample or coupled, got {self.mode!r}")
+        if self.mode not in ("argmax", "change", "sample", "coupled"):
+            raise UsageError(f"--decode must be argmax, change, sample or coupled, got {self.mode!r}")
         if self.temperature <= 0:
             raise UsageError(f"--temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.confident <= 1.0:

@@ -24,6 +24,18 @@ def test_argmax_mode_is_argmax() -> None:
     assert torch.equal(TokenDecoder(DecodeConfig("argmax"))(logits), logits.argmax(-1))
 
 
+def test_change_mode_lets_an_event_spread_over_codes_win_as_a_whole() -> None:
+    # token 0: stays (code 0) 40%, the ball arrives as one of three codes 20% each: argmax keeps the background
+    # token 1: stays (code 2) 70%: no change; token 2: one code holds 90%: as argmax
+    p = _probs([[0.4, 0.2, 0.2, 0.2, 0], [0.1, 0.1, 0.7, 0.05, 0.05], [0, 0, 0.05, 0.05, 0.9]])
+    prev = torch.tensor([0, 2, 3])
+    logits = p.clamp(min=1e-9).log()  # (3, V)
+    assert logits.argmax(-1).tolist() == [0, 2, 4]
+    got = TokenDecoder(DecodeConfig("change"))(logits, prev)
+    assert got[0] in (1, 2, 3) and got[1:].tolist() == [2, 4]
+    assert torch.equal(TokenDecoder(DecodeConfig("change"))(logits), logits.argmax(-1))  # no previous frame
+
+
 def test_coupled_keeps_each_uncertain_tokens_odds() -> None:
     # token 0: stays (code 0) 60%, moves to 1 40%; token 1: 50/30/20 over 2, 3, 4 with 2 the previous one
     p = _probs([[0.6, 0.4, 0, 0, 0], [0, 0, 0.5, 0.3, 0.2]])
