@@ -125,6 +125,9 @@ class WMConfig:
     """Rotary base over frame time (block_causal only): frequencies base^(-i/half), i < half."""
     query_from_last_frame: bool = False
     """Query tokens start from the last frame's token embeddings (a copy prior) instead of a learned one."""
+    code_features: int = 0
+    """Width of a fixed feature vector per code (the patch tokenizer's 48 pixels; 0: none). Inputs embed a code
+    as its row plus a projection of its features, and logits add a projection of the state dotted with them."""
     fused_query: bool = False
     """The frame's own tokens are the queries for the next frame: one pass per step (lite v2)."""
     action_layer: int = 0
@@ -223,11 +226,20 @@ PRESETS: dict[str, Preset] = {
     "local": Preset(
         name="local",
         vq=_LITE_VQ,
-        wm=dataclasses.replace(_LITE_WM, fused_query=True, action_layer=2, n_vocab=512),
+        wm=dataclasses.replace(_LITE_WM, fused_query=True, action_layer=2, n_vocab=512, code_features=48),
         notes=(
             "lite2's world model on the local patch tokenizer: a token is the nearest of 512 real 4x4 patches, "
-            "so the grid changes only where the pixels do (about 8 tokens a step, against 32 for a VQ-VAE's)."
+            "so the grid changes only where the pixels do (about 8 tokens a step, against 32 for a VQ-VAE's); "
+            "a code is embedded and predicted through its pixels too, so the many rare ball codes share one look."
         ),
+        train={**_LITE_TRAIN, "code_distance": "binary"},
+        patches=PatchConfig(n_codes=512),
+    ),
+    "local-plain": Preset(
+        name="local-plain",
+        vq=_LITE_VQ,
+        wm=dataclasses.replace(_LITE_WM, fused_query=True, action_layer=2, n_vocab=512),
+        notes="local without code features: each of the 512 codes learns its embedding and logit alone.",
         train={**_LITE_TRAIN, "code_distance": "binary"},
         patches=PatchConfig(n_codes=512),
     ),
@@ -248,7 +260,7 @@ PRESETS: dict[str, Preset] = {
     "tiny-local": Preset(
         name="tiny-local",
         vq=_TINY_VQ,
-        wm=dataclasses.replace(_TINY_WM, fused_query=True, action_layer=1, n_vocab=320),
+        wm=dataclasses.replace(_TINY_WM, fused_query=True, action_layer=1, n_vocab=320, code_features=48),
         notes="local at toy size, for tests: 320 patch codes (past 256, so token files are uint16).",
         train={"batch_size": 8, "seq_frames": 8},
         patches=PatchConfig(n_codes=320),

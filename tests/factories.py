@@ -33,6 +33,8 @@ def random_model(preset: str, seed: int = 0, n_layers: int | None = None, action
     if action_layer is not None:
         cfg = replace(cfg, action_layer=action_layer)
     wm = TemporalWorldModel(cfg).eval()
+    if cfg.code_features:  # a patch tokenizer's pixels, here random
+        wm.set_code_features(torch.rand(cfg.n_vocab, cfg.code_features, generator=torch.Generator().manual_seed(seed)))
     with torch.no_grad():
         wm.action_spatial_bias.mul_(25.0)
         for blk in wm.blocks:

@@ -21,7 +21,7 @@ from tests.factories import ATOL, random_engine, random_pair, random_tokens
 
 
 # ------------------------------------------------------------------------------ cache == full forward
-@pytest.mark.parametrize("preset", ["tiny", "lite"])
+@pytest.mark.parametrize("preset", ["tiny", "lite", "tiny-local"])
 def test_cached_steps_equal_forward_sequence(preset: str) -> None:
     """Pushing frames one by one and querying gives forward_sequence's logits for every step."""
     _, wm = random_pair(preset)

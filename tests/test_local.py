@@ -29,6 +29,8 @@ def test_train_all_fits_the_codebook_and_writes_uint16_tokens(local_run: Path, b
     frames = Episodes.load(breakout_file).frames
     vq, wm, pair = load_pair(local_run)
     assert wm.cfg.n_vocab == vq.n_codes == 320 and pair["wm"]["vq_sha256"] == info["weights_sha256"]
+    feats = vq.codebook.float() / vq.codebook.float().pow(2).mean().sqrt()  # each code's pixels, unit RMS
+    assert torch.allclose(wm.code_feats, feats)  # fixed from the tokenizer, saved with the weights
     assert np.array_equal(vq.encode(torch.from_numpy(frames[:50])).flatten(1).numpy(), toks.tokens[:50].reshape(50, -1))
     # The eval's mirror path hands the tokenizer [-1, 1] float frames: the same codes come back.
     x = torch.from_numpy(frames[:8]).permute(0, 3, 1, 2).float() / 127.5 - 1

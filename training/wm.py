@@ -276,6 +276,15 @@ def train_wm(cfg: WMTrainConfig) -> Path:
         cfg = replace(cfg, steps=max(1, int(cfg.epochs * epoch_steps)))
     torch.manual_seed(cfg.seed)
     model = TemporalWorldModel(preset.wm).to(device)
+    if preset.wm.code_features:  # fixed from the tokenizer; --resume and --init load the saved ones over these
+        if vq is None:
+            raise UsageError(f"--preset {cfg.preset}: its world model reads the tokenizer's code features; no "
+                             f"tokenizer checkpoint in {vq_dir} (give --vq-checkpoint)")
+        vectors = vq.code_vectors()
+        if tuple(vectors.shape) != (preset.wm.n_vocab, preset.wm.code_features):
+            raise UsageError(f"{vq_dir}: its code vectors are {tuple(vectors.shape)}, --preset {cfg.preset} reads "
+                             f"({preset.wm.n_vocab}, {preset.wm.code_features})")
+        model.set_code_features(vectors.to(device))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n and "bias" not in n]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n and "bias" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]

@@ -38,6 +38,7 @@ depend on the action, the newest frame stays *pending* in the cache until its ac
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from neuroplay.config import WMConfig
@@ -74,6 +75,17 @@ class TemporalWorldModel(DreamModel):
         self.norm_f = nn.LayerNorm(d)
         self.head_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.n_vocab)
+        f = cfg.code_features
+        self.code_in = nn.Linear(f, d, bias=False) if f else None
+        """Code features -> embedding: a code's input embedding is its own row plus this projection of its
+        features, so a rare code (the ball at one offset over one background) starts from what it looks like."""
+        self.code_out = nn.Linear(d, f, bias=False) if f else None
+        """State -> feature space: a logit is the head's plus this projection dotted with the code's features,
+        so codes that look alike share what the model learns about predicting them."""
+        if f:
+            self.register_buffer("code_feats", torch.zeros(cfg.n_vocab, f))
+            """(V, F) fixed features of each code, set from the tokenizer (`set_code_features`), saved with the
+            weights."""
         self.apply(self._init)
         nn.init.normal_(self.action_spatial_bias, std=0.02)
         nn.init.normal_(self.query_emb, std=0.02)
@@ -98,15 +110,27 @@ class TemporalWorldModel(DreamModel):
         """Scaled action embedding, (B, d)."""
         return self.action_emb(action) * self.action_scale
 
+    def set_code_features(self, vectors: torch.Tensor) -> None:
+        """Fix the code features from the tokenizer's code vectors (V, F) (`code_vectors()`: a patch code's
+        pixels), scaled to unit RMS."""
+        v = vectors.float()
+        self.code_feats.copy_(v / v.pow(2).mean().sqrt().clamp(min=1e-8))
+
+    def token_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (...) -> (..., d): the code's row, plus its features' projection when the model has them."""
+        if self.code_in is None:
+            return self.tok_emb(tokens)
+        return F.embedding(tokens, self.tok_emb.weight + self.code_in(self.code_feats))  # (V, d) table
+
     def embed_frames(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T, 336) tokens -> (B, T, 336, d); the temporal part is added by the caller."""
-        return self.tok_emb(tokens) + self.spatial()
+        return self.token_embedding(tokens) + self.spatial()
 
     def embed_query(self, action: torch.Tensor, last_tokens: torch.Tensor, time_row: int) -> torch.Tensor:
         """Action token + query block for one step: (B, 1 + 336, d)."""
         a = self.action_vector(action)  # (B, d)
         if self.cfg.query_from_last_frame:
-            content = self.tok_emb(last_tokens)  # (B, 336, d)
+            content = self.token_embedding(last_tokens)  # (B, 336, d)
         else:
             content = self.query_emb.expand(action.shape[0], self.n_tokens, -1)
         bias = self.action_spatial_bias[action].flatten(1, 2)  # (B, 336, d)
@@ -116,7 +140,10 @@ class TemporalWorldModel(DreamModel):
 
     def head_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Query-block states (..., 336, d) -> logits (..., 336, V)."""
-        return self.head(self.head_norm(x))
+        h = self.head_norm(x)
+        if self.code_out is None:
+            return self.head(h)
+        return self.head(h) + self.code_out(h) @ self.code_feats.T  # (..., 336, F) @ (F, V)
 
     # ----------------------------------------------------------------- API
     def forward(
