@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from neuroplay.errors import UsageError
 
@@ -321,8 +321,8 @@ class DecodeConfig:
     """coupled: a token whose top probability is at least this takes its argmax."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("argmax", "change", "sample", "coupled"):
-            raise UsageError(f"--decode must be argmax, change, sample or coupled, got {self.mode!r}")
+        if self.mode not in get_args(DecodeMode):
+            raise UsageError(f"--decode must be one of {', '.join(get_args(DecodeMode))}, got {self.mode!r}")
         if self.temperature <= 0:
             raise UsageError(f"--temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.confident <= 1.0:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from neuroplay.config import FRAME_H, FRAME_W, TOKEN_H, TOKEN_W, PatchConfig
+from neuroplay.models.vqvae import VQVAE, to_uint8_image
 
 PATCH = FRAME_H // TOKEN_H
 """Pixels per token side (4)."""
@@ -54,7 +55,7 @@ class PatchTokenizer(nn.Module):
         """uint8 frames (B, 84, 64, 3), or [-1, 1] float (B, 3, 84, 64) as `VQVAE.encode` also takes ->
         token ids (B, 21, 16): the nearest codebook patch (squared error)."""
         if frames.is_floating_point():
-            frames = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+            frames = to_uint8_image(frames)  # (B, 84, 64, 3) uint8
         x = torch.from_numpy(to_patches(frames.cpu().numpy())).to(self.codebook.device).float()  # (B, 336, 48)
         c = self.codebook.float()  # (K, 48)
         d = (c * c).sum(-1) - 2 * x @ c.T  # (B, 336, K): |x - c|^2 without |x|^2, the same for every code
@@ -69,8 +70,7 @@ class PatchTokenizer(nn.Module):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (B, 21, 16) or (B, 336) -> frames (B, 3, 84, 64) in [-1, 1], as `VQVAE.decode` gives them."""
-        x = torch.from_numpy(self.decode_uint8(tokens)).to(self.codebook.device)  # (B, 84, 64, 3) uint8
-        return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return VQVAE.to_input(torch.from_numpy(self.decode_uint8(tokens)).to(self.codebook.device))
 
     def code_vectors(self) -> torch.Tensor:
         """(K, 48) float: what each code stands for, in pixels (training's importance weights measure motion

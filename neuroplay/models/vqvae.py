@@ -241,7 +241,6 @@ class VQVAE(nn.Module):
         z = self.quantizer.lookup(tokens.long())
         return self.decoder(z.to(next(self.parameters()).dtype))
 
-
     @property
     def n_codes(self) -> int:
         """Vocabulary size (the world model's `n_vocab`)."""
